@@ -1,0 +1,161 @@
+/* gale — LLM inference runtime. The one public header.
+ *
+ * Handles are opaque; parameter and description structs are plain data with
+ * *_default() initialisers. Every fallible call returns a gale_status and leaves a
+ * readable message (which file, which tensor or key, what was expected) that
+ * gale_last_error() returns on the same thread. Nothing in the library exits or
+ * aborts on bad input.
+ */
+#ifndef GALE_H
+#define GALE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define GALE_VERSION "0.1.0"
+
+typedef enum gale_status {
+    GALE_OK = 0,
+    GALE_ERR_INVALID_ARG,  /* caller passed something unusable */
+    GALE_ERR_IO,           /* open/read/mmap failed */
+    GALE_ERR_FORMAT,       /* a file or request does not follow its format */
+    GALE_ERR_UNSUPPORTED,  /* valid, but gale does not handle it (architecture, dtype…) */
+    GALE_ERR_MISSING,      /* a required tensor, key or file is absent */
+    GALE_ERR_SHAPE,        /* a tensor's shape disagrees with the config */
+    GALE_ERR_OOM,          /* an allocation failed */
+    GALE_ERR_DEVICE,       /* CUDA/cuBLAS/NCCL reported an error */
+    GALE_ERR_INTERNAL,     /* a bug in gale */
+} gale_status;
+
+/* Short constant name of a status ("GALE_ERR_FORMAT" → "format error"). */
+const char *gale_status_str(gale_status status);
+/* The message of the last failure on this thread ("" when none). */
+const char *gale_last_error(void);
+
+/* Element types of weights. Quantised types are GGUF blocks (see REFERENCE.md §6). */
+typedef enum gale_dtype {
+    GALE_F32 = 0,
+    GALE_F16,
+    GALE_BF16,
+    GALE_Q8_0,
+    GALE_Q4_0,
+    GALE_Q4_1,
+    GALE_Q4_K,
+    GALE_Q5_K,
+    GALE_Q6_K,
+    GALE_DTYPE_COUNT,
+} gale_dtype;
+
+const char *gale_dtype_name(gale_dtype dtype);
+
+typedef enum gale_arch {
+    GALE_ARCH_LLAMA = 0,
+    GALE_ARCH_MISTRAL,
+    GALE_ARCH_MIXTRAL,
+    GALE_ARCH_GEMMA,
+    GALE_ARCH_GEMMA2,
+    GALE_ARCH_GEMMA3,
+} gale_arch;
+
+const char *gale_arch_name(gale_arch arch);
+
+typedef enum gale_rope_scaling_type {
+    GALE_ROPE_SCALING_NONE = 0,
+    GALE_ROPE_SCALING_LINEAR, /* inv_freq / factor */
+    GALE_ROPE_SCALING_LLAMA3, /* wavelength-banded, REFERENCE.md §2 */
+} gale_rope_scaling_type;
+
+typedef struct gale_rope_scaling {
+    gale_rope_scaling_type type;
+    float factor;
+    float low_freq_factor;  /* llama3 only */
+    float high_freq_factor; /* llama3 only */
+    int original_max_position_embeddings; /* llama3 only */
+} gale_rope_scaling;
+
+typedef enum gale_activation {
+    GALE_ACT_SILU = 0,
+    GALE_ACT_GELU_TANH,
+} gale_activation;
+
+/* What differs between layers of one model. */
+typedef struct gale_layer_config {
+    int window;        /* 0: full attention; W: key j visible to query i iff 0 <= i-j < W */
+    float rope_theta;  /* rotary base of this layer */
+    gale_rope_scaling rope_scaling;
+} gale_layer_config;
+
+#define GALE_MAX_EOS 8
+
+/* One normalised description of a model, whatever file it came from. The engine reads
+ * only this: a family is a set of switches, not a code path. */
+typedef struct gale_config {
+    gale_arch arch;
+    char model_type[32];      /* as the source named it: "llama", "gemma3_text"… */
+    int n_layers;
+    int hidden;               /* H */
+    int intermediate;         /* I (per expert for MoE) */
+    int n_heads;
+    int n_kv_heads;
+    int head_dim;             /* n_heads*head_dim may differ from hidden (Gemma) */
+    int vocab;                /* V */
+    int max_position_embeddings;
+    float rms_norm_eps;
+    float norm_weight_offset; /* RMSNorm multiplies by (offset + w): 1 for HF Gemma, else 0 */
+    bool embed_scale_sqrt_hidden; /* Gemma: embeddings × sqrt(H) rounded to the act dtype */
+    gale_activation activation;
+    float attn_scale;         /* multiplier of q·k */
+    float attn_softcap;       /* 0 = none; else cap·tanh(s/cap) before the mask */
+    float final_softcap;      /* 0 = none; on the final logits */
+    bool sandwich_norms;      /* Gemma 2/3: post-attention and pre/post-feedforward norms */
+    bool qk_norm;             /* Gemma 3: per-head RMSNorm of q and k before RoPE */
+    bool tied_embeddings;     /* lm_head shares embed_tokens */
+    int n_experts;            /* 0 for dense MLP */
+    int n_experts_per_tok;
+    int bos_id;               /* -1 when unknown */
+    int n_eos;
+    int eos_ids[GALE_MAX_EOS];
+    gale_layer_config *layers; /* [n_layers], owned by the model */
+    float *rope_freq_divisors; /* [head_dim/2] or NULL: per-frequency divisors of inv_freq that
+                                  GGUF stores as the rope_freqs tensor (precomputed llama3 scaling) */
+} gale_config;
+
+/* Bytes the KV cache of one sequence of n_ctx tokens takes: K and V of every layer,
+ * sliding-window layers capped at their window. */
+uint64_t gale_config_kv_bytes(const gale_config *config, uint64_t n_ctx, unsigned bytes_per_elem);
+
+typedef struct gale_model gale_model;
+
+typedef struct gale_load_params {
+    bool quiet;         /* no progress bar (it is also off when stderr is not a tty) */
+    bool metadata_only; /* bind and check tensors, but do not read their data */
+} gale_load_params;
+
+gale_load_params gale_load_params_default(void);
+
+/* path: a directory with config.json and model.safetensors (or a sharded set with
+ * model.safetensors.index.json), or a .gguf file. */
+gale_status gale_model_load(const char *path, const gale_load_params *params, gale_model **out);
+void gale_model_free(gale_model *model);
+
+const gale_config *gale_model_config(const gale_model *model);
+
+typedef struct gale_model_stats {
+    uint64_t n_params;                        /* tied embeddings counted once */
+    uint64_t n_tensors;
+    uint64_t bytes_by_dtype[GALE_DTYPE_COUNT]; /* as stored in the file */
+    uint64_t params_by_dtype[GALE_DTYPE_COUNT];
+    const char *format;                       /* "safetensors" or "gguf" */
+} gale_model_stats;
+
+gale_model_stats gale_model_get_stats(const gale_model *model);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* GALE_H */

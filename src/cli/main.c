@@ -1,0 +1,54 @@
+/* gale — command-line entry point: dispatches to one subcommand. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/commands.h"
+#include "gale.h"
+
+typedef struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} command;
+
+static const command commands[] = {
+    {"info", cmd_info, "show a model's architecture, layers, sizes and memory needs"},
+};
+
+static void print_usage(FILE *out) {
+    fprintf(out,
+            "gale %s — LLM inference runtime (Llama, Mistral, Mixtral, Gemma)\n\n"
+            "usage: gale <command> [options]\n"
+            "       gale --help | --version\n\n"
+            "commands:\n",
+            GALE_VERSION);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\n'gale <command> --help' lists the options of a command.\n");
+}
+
+int cli_fail(const char *what) {
+    const char *detail = gale_last_error();
+    fprintf(stderr, "gale: %s%s%s\n", what, detail[0] ? ": " : "", detail);
+    return 1;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        print_usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+        print_usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("gale %s\n", GALE_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "gale: unknown command '%s'\n\n", argv[1]);
+    print_usage(stderr);
+    return 2;
+}

@@ -1,0 +1,43 @@
+/* Binding: every tensor the config implies, found by Hugging Face name, with dtype and
+ * shape checked. The structs point into the tensor table (no copies). */
+#ifndef GALE_MODEL_WEIGHTS_H
+#define GALE_MODEL_WEIGHTS_H
+
+#include "core/tensor.h"
+#include "gale.h"
+#include "model/tensor_table.h"
+
+typedef struct layer_weights {
+    const gale_tensor *attn_norm;      /* [H] input_layernorm */
+    const gale_tensor *wq;             /* [n_heads*head_dim, H] */
+    const gale_tensor *wk;             /* [n_kv_heads*head_dim, H] */
+    const gale_tensor *wv;             /* [n_kv_heads*head_dim, H] */
+    const gale_tensor *wo;             /* [H, n_heads*head_dim] */
+    const gale_tensor *q_norm;         /* [head_dim] Gemma 3, else NULL */
+    const gale_tensor *k_norm;         /* [head_dim] Gemma 3, else NULL */
+    const gale_tensor *post_attn_norm; /* [H] Gemma 2/3: on the attention output, else NULL */
+    const gale_tensor *ffn_norm;       /* [H] before the MLP (Llama: post_attention_layernorm) */
+    const gale_tensor *post_ffn_norm;  /* [H] Gemma 2/3: on the MLP output, else NULL */
+    const gale_tensor *w_gate;         /* [I, H] dense MLP, else NULL */
+    const gale_tensor *w_up;           /* [I, H] */
+    const gale_tensor *w_down;         /* [H, I] */
+    const gale_tensor *router;         /* [E, H] MoE, else NULL */
+    gale_tensor *expert_gate;          /* [E] views, each [I, H] (w1) */
+    gale_tensor *expert_up;            /* [E] views, each [I, H] (w3) */
+    gale_tensor *expert_down;          /* [E] views, each [H, I] (w2) */
+} layer_weights;
+
+typedef struct model_weights {
+    const gale_tensor *embed;      /* [V, H] */
+    const gale_tensor *final_norm; /* [H] */
+    const gale_tensor *lm_head;    /* [V, H]; == embed when tied */
+    layer_weights *layers;         /* [n_layers] */
+    gale_tensor *expert_views;     /* storage of every layer's expert views */
+} model_weights;
+
+/* Binds tensors of table for config. Missing, misshapen or unusable tensors give an
+ * error naming the tensor; unused ones a warning. */
+gale_status weights_bind(const gale_config *config, tensor_table *table, model_weights *out);
+void weights_free(model_weights *weights);
+
+#endif

@@ -1,0 +1,40 @@
+/* Helpers shared by the Criterion suites: fixture paths, temp dirs, float comparison
+ * with NaN never passing, guard values after output buffers. */
+#ifndef GALE_TEST_SUPPORT_H
+#define GALE_TEST_SUPPORT_H
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gale.h"
+
+/* GALE_FIXTURES "/" rel, in a static buffer per call site use: copy if kept. */
+const char *fixture(const char *rel);
+/* A fresh directory under $TMPDIR (removed by remove_tree). Returns heap path. */
+char *make_temp_dir(void);
+void remove_tree(const char *path);
+void write_file(const char *path, const void *data, size_t len);
+void write_text_file(const char *dir, const char *name, const char *text);
+/* Parses a JSON file or fails the test. */
+cJSON *load_json(const char *path);
+
+/* |a - ref| <= atol + rtol·|ref| element-wise; NaN or Inf in a fails. Fails the test
+ * naming what and the first bad index. */
+void assert_allclose(const float *a, const float *ref, size_t n, float atol, float rtol, const char *what);
+
+/* n floats followed by guard values; check_guard fails the test when they changed. */
+float *guarded_alloc(size_t n);
+void guarded_check_free(float *buf, size_t n, const char *what);
+
+/* Asserts a call failed with the given status and left a message containing needle. */
+void assert_error(gale_status got, gale_status want, const char *needle);
+
+/* Criterion runs each test in a fresh process and copies its parameter there; a
+ * pointer inside a parameter would point into the parent's memory. So parameterized
+ * tests take an index into a file-scope table: index_params(n) gives 0..n-1. */
+#include <criterion/parameterized.h>
+struct criterion_test_params index_params(size_t n);
+
+#endif
