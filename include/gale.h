@@ -48,6 +48,8 @@ typedef enum gale_dtype {
     GALE_Q4_K,
     GALE_Q5_K,
     GALE_Q6_K,
+    GALE_Q5_0,
+    GALE_Q5_1,
     GALE_DTYPE_COUNT,
 } gale_dtype;
 

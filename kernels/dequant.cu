@@ -81,6 +81,33 @@ struct FormatQ4_1 {
     }
 };
 
+/* 5-bit value of element j of Q5_0/Q5_1: nibble as Q4_0, bit j of the u32 qh as bit 4. */
+__device__ __forceinline__ int q5_value(const uint8_t *qh_bytes, const uint8_t *qs, unsigned j) {
+    uint32_t qh = (uint32_t)qh_bytes[0] | ((uint32_t)qh_bytes[1] << 8) | ((uint32_t)qh_bytes[2] << 16) |
+                  ((uint32_t)qh_bytes[3] << 24);
+    int nibble = (qs[j % 16] >> (4 * (j / 16))) & 15;
+    return nibble | (int)(((qh >> j) & 1u) << 4);
+}
+
+/* Q5_0: fp16 d, u32 qh, qs[16]; y = d*(q - 16). */
+struct FormatQ5_0 {
+    static constexpr unsigned elems = QK, bytes = 22;
+    static __device__ __forceinline__ float value(const uint8_t *b, unsigned j) {
+        float d = dev_f16_to_f32(dev_load_u16(b));
+        return __fmul_rn(d, (float)(q5_value(b + 2, b + 6, j) - 16));
+    }
+};
+
+/* Q5_1: fp16 d, fp16 m, u32 qh, qs[16]; y = d*q + m. */
+struct FormatQ5_1 {
+    static constexpr unsigned elems = QK, bytes = 24;
+    static __device__ __forceinline__ float value(const uint8_t *b, unsigned j) {
+        float d = dev_f16_to_f32(dev_load_u16(b));
+        float m = dev_f16_to_f32(dev_load_u16(b + 2));
+        return __fadd_rn(__fmul_rn(d, (float)q5_value(b + 4, b + 8, j)), m);
+    }
+};
+
 /* 6-bit scale and min of sub-block s (0..7) of Q4_K/Q5_K; layout as k_scale_min in
  * quant.c. */
 __device__ __forceinline__ void k_scale_min(const uint8_t *sc_bytes, unsigned s, unsigned *sc,
@@ -199,6 +226,8 @@ gale_status dequant(gale_dtype dtype, const void *src, uint64_t n, Out *dst, voi
     case GALE_Q8_0: return launch<FormatQ8_0>(info, src, n, dst, stream, what);
     case GALE_Q4_0: return launch<FormatQ4_0>(info, src, n, dst, stream, what);
     case GALE_Q4_1: return launch<FormatQ4_1>(info, src, n, dst, stream, what);
+    case GALE_Q5_0: return launch<FormatQ5_0>(info, src, n, dst, stream, what);
+    case GALE_Q5_1: return launch<FormatQ5_1>(info, src, n, dst, stream, what);
     case GALE_Q4_K: return launch<FormatQ4_K>(info, src, n, dst, stream, what);
     case GALE_Q5_K: return launch<FormatQ5_K>(info, src, n, dst, stream, what);
     case GALE_Q6_K: return launch<FormatQ6_K>(info, src, n, dst, stream, what);

@@ -169,6 +169,7 @@ static uint8_t *random_blocks(gale_dtype dtype, uint64_t n_blocks) {
             if ((load_u16(p) & 0x7f80u) == 0x7f80u) p[1] &= 0xbf;
             break;
         case GALE_Q4_1:
+        case GALE_Q5_1:
         case GALE_Q4_K:
         case GALE_Q5_K:
             put_u16(p + 2, random_finite_f16()); /* m or dmin */
@@ -176,6 +177,7 @@ static uint8_t *random_blocks(gale_dtype dtype, uint64_t n_blocks) {
             break;
         case GALE_Q8_0:
         case GALE_Q4_0:
+        case GALE_Q5_0:
             put_u16(p, random_finite_f16());
             break;
         case GALE_Q6_K:

@@ -84,7 +84,7 @@ Test(gguf, metadata_of_the_quant_fixture) {
     gguf_file g;
     cr_assert_eq(gguf_open(fixture("gguf/quant_blocks.gguf"), &g), GALE_OK, "%s", gale_last_error());
     cr_assert_eq(g.version, 3);
-    cr_assert_eq(g.n_tensors, 9);
+    cr_assert_eq(g.n_tensors, 11);
     const gguf_tensor_info *q4k = gguf_find_tensor(&g, "t.q4_k");
     cr_assert_not_null(q4k);
     cr_assert_eq(q4k->dtype, GALE_Q4_K);

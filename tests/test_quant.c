@@ -422,8 +422,8 @@ static uint8_t *random_blocks(gale_dtype dtype, uint64_t n_blocks) {
         float scale = (float)(rng_next() % 2000) / 4096.0f - 0.25f;
         switch (dtype) {
         case GALE_Q4_K: case GALE_Q5_K: put_u16(p + 2, f32_to_f16(scale * 0.5f)); /* fall through */
-        case GALE_Q8_0: case GALE_Q4_0: put_u16(p, f32_to_f16(scale)); break;
-        case GALE_Q4_1: put_u16(p, f32_to_f16(scale)); put_u16(p + 2, f32_to_f16(-scale)); break;
+        case GALE_Q8_0: case GALE_Q4_0: case GALE_Q5_0: put_u16(p, f32_to_f16(scale)); break;
+        case GALE_Q4_1: case GALE_Q5_1: put_u16(p, f32_to_f16(scale)); put_u16(p + 2, f32_to_f16(-scale)); break;
         case GALE_Q6_K: put_u16(p + 208, f32_to_f16(scale)); break;
         default: break; /* plain types: random bit patterns, NaN included */
         }

@@ -37,14 +37,11 @@ static void check_checkpoint(const char *dir) {
     safetensors_set_close(&set);
 }
 
-static const char *reads_transformers_checkpoints_cases[] = {"tiny/llama", "tiny/mistral", "tiny/mixtral", "tiny/gemma",
-                                 "tiny/gemma2", "tiny/gemma3_text", "tiny/llama_sharded"};
+ParameterizedTestParameters(safetensors, reads_transformers_checkpoints) { return index_params(N_TINY_CHECKPOINTS); }
 
-ParameterizedTestParameters(safetensors, reads_transformers_checkpoints) {
-    return index_params(sizeof reads_transformers_checkpoints_cases / sizeof reads_transformers_checkpoints_cases[0]);
+ParameterizedTest(size_t *index, safetensors, reads_transformers_checkpoints) {
+    check_checkpoint(tiny_checkpoints[*index]);
 }
-
-ParameterizedTest(size_t *index, safetensors, reads_transformers_checkpoints) { check_checkpoint(reads_transformers_checkpoints_cases[*index]); }
 
 Test(safetensors, sharded_checkpoint_spans_several_files) {
     safetensors_set set = {0};

@@ -46,14 +46,9 @@ static void check_fixture(const char *dir) {
     gale_model_free(model);
 }
 
-static const char *bind_every_family_cases[] = {"tiny/llama", "tiny/mistral", "tiny/mixtral", "tiny/gemma",
-                                 "tiny/gemma2", "tiny/gemma3_text", "tiny/llama_sharded"};
+ParameterizedTestParameters(weights, bind_every_family) { return index_params(N_TINY_CHECKPOINTS); }
 
-ParameterizedTestParameters(weights, bind_every_family) {
-    return index_params(sizeof bind_every_family_cases / sizeof bind_every_family_cases[0]);
-}
-
-ParameterizedTest(size_t *index, weights, bind_every_family) { check_fixture(bind_every_family_cases[*index]); }
+ParameterizedTest(size_t *index, weights, bind_every_family) { check_fixture(tiny_checkpoints[*index]); }
 
 Test(weights, mixtral_expert_views_point_at_each_expert) {
     gale_model *model = NULL;

@@ -97,12 +97,13 @@ static void print_layers(const gale_config *c) {
     for (int i = 0; i < c->n_layers;) {
         int j = i;
         while (j + 1 < c->n_layers && layers_alike(&c->layers[i], &c->layers[j + 1])) j++;
-        char text[160];
+        char text[160], label[32];
         describe_layer(&c->layers[i], text, sizeof text);
         if (i == j)
-            printf("  layer %-9d %s\n", i, text);
+            snprintf(label, sizeof label, "layer %d", i);
         else
-            printf("  layers %d-%-6d %s\n", i, j, text);
+            snprintf(label, sizeof label, "layers %d-%d", i, j);
+        printf("  %-14s %s\n", label, text);
         i = j + 1;
     }
 }

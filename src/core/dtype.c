@@ -8,6 +8,7 @@ static const dtype_info infos[GALE_DTYPE_COUNT] = {
     [GALE_Q4_0] = {"Q4_0", 32, 18},  [GALE_Q4_1] = {"Q4_1", 32, 20},
     [GALE_Q4_K] = {"Q4_K", 256, 144}, [GALE_Q5_K] = {"Q5_K", 256, 176},
     [GALE_Q6_K] = {"Q6_K", 256, 210},
+    [GALE_Q5_0] = {"Q5_0", 32, 22},    [GALE_Q5_1] = {"Q5_1", 32, 24},
 };
 
 const dtype_info *dtype_get_info(gale_dtype dtype) {

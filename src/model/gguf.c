@@ -136,6 +136,8 @@ static bool ggml_type_to_dtype(uint32_t ggml_type, gale_dtype *out) {
     case 1: *out = GALE_F16; return true;
     case 2: *out = GALE_Q4_0; return true;
     case 3: *out = GALE_Q4_1; return true;
+    case 6: *out = GALE_Q5_0; return true;
+    case 7: *out = GALE_Q5_1; return true;
     case 8: *out = GALE_Q8_0; return true;
     case 12: *out = GALE_Q4_K; return true;
     case 13: *out = GALE_Q5_K; return true;
@@ -167,7 +169,7 @@ static gale_status read_tensor_info(reader *r, gguf_tensor_info *t) {
     if (!ggml_type_to_dtype(t->ggml_type, &t->dtype))
         return gale_error(GALE_ERR_UNSUPPORTED,
                           "%s: tensor '%.*s': ggml type %u is not supported (gale reads F32, F16, "
-                          "BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K)",
+                          "BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)",
                           r->name, name_len, t->name.ptr, t->ggml_type);
     uint64_t row_bytes;
     if (!dtype_row_bytes(t->dtype, t->ne[0], &row_bytes))

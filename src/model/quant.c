@@ -62,6 +62,30 @@ static void dequant_q4_1(const uint8_t *b, float *y) {
     }
 }
 
+/* The 5-bit value of element j of a Q5_0/Q5_1 block: the nibble as Q4_0 plus bit j of
+ * the little-endian u32 qh as bit 4. */
+static int q5_value(const uint8_t *qh_bytes, const uint8_t *qs, int j) {
+    uint32_t qh = load_u32(qh_bytes);
+    int nibble = j < QK / 2 ? qs[j] & 15 : qs[j - QK / 2] >> 4;
+    return nibble | (int)(((qh >> j) & 1u) << 4);
+}
+
+/* Q5_0, 22 bytes: fp16 d, u32 qh, qs[16]; y = d*(q - 16). Gemma 3 GGUFs use it. */
+static void dequant_q5_0(const uint8_t *b, float *y) {
+    float d = load_f16(b);
+    for (int j = 0; j < QK; j++) y[j] = d * (float)(q5_value(b + 2, b + 6, j) - 16);
+}
+
+/* Q5_1, 24 bytes: fp16 d, fp16 m, u32 qh, qs[16]; y = d*q + m. */
+static void dequant_q5_1(const uint8_t *b, float *y) {
+    float d = load_f16(b);
+    float m = load_f16(b + 2);
+    for (int j = 0; j < QK; j++) {
+        float scaled = d * (float)q5_value(b + 4, b + 8, j);
+        y[j] = scaled + m;
+    }
+}
+
 /* The 6-bit scale and min of sub-block j (0..7) packed in the 12 scale bytes of Q4_K
  * and Q5_K: bytes 0-3 hold the low 6 bits of scales 0-3 (top 2 bits: high bits of
  * scale 4-7), bytes 4-7 likewise for mins, bytes 8-11 the low 4 bits of scale/min 4-7. */
@@ -143,6 +167,7 @@ typedef void (*block_fn)(const uint8_t *block, float *out);
 /* NULL for the plain types, which dequant_plain handles. */
 static const block_fn block_fns[GALE_DTYPE_COUNT] = {
     [GALE_Q8_0] = dequant_q8_0, [GALE_Q4_0] = dequant_q4_0, [GALE_Q4_1] = dequant_q4_1,
+    [GALE_Q5_0] = dequant_q5_0, [GALE_Q5_1] = dequant_q5_1,
     [GALE_Q4_K] = dequant_q4_k, [GALE_Q5_K] = dequant_q5_k, [GALE_Q6_K] = dequant_q6_k,
 };
 

@@ -11,6 +11,10 @@
 
 #include "core/mapped_file.h"
 
+const char *const tiny_checkpoints[N_TINY_CHECKPOINTS] = {
+    "tiny/llama", "tiny/mistral", "tiny/mixtral", "tiny/gemma", "tiny/gemma2", "tiny/gemma3_text", "tiny/llama_sharded",
+};
+
 const char *fixture(const char *rel) {
     static _Thread_local char buf[8][1024];
     static _Thread_local int next;

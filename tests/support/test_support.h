@@ -10,6 +10,11 @@
 
 #include "gale.h"
 
+/* The tiny random-weight checkpoints transformers saved (tests/tools/make_tiny_checkpoints.py),
+ * relative to the fixtures folder: one per family plus a sharded llama. */
+enum { N_TINY_CHECKPOINTS = 7 };
+extern const char *const tiny_checkpoints[N_TINY_CHECKPOINTS];
+
 /* GALE_FIXTURES "/" rel, in a static buffer per call site use: copy if kept. */
 const char *fixture(const char *rel);
 /* A fresh directory under $TMPDIR (removed by remove_tree). Returns heap path. */

@@ -7,7 +7,8 @@ Writes, under tests/fixtures/gguf/:
       general.architecture "llama", general.alignment 64 (not the default 32,
       so a loader must honour the key), a set of `gale.test.*` keys covering
       every GGUF value type, and one 3 x 512 tensor per type:
-        t.f32 t.f16 t.bf16 t.q8_0 t.q4_0 t.q4_1 t.q4_k t.q5_k t.q6_k
+        t.f32 t.f16 t.bf16 t.q8_0 t.q4_0 t.q4_1 t.q4_k t.q5_k t.q6_k t.q5_0 t.q5_1
+      (Q5_0 is what Gemma 3 GGUFs use for some attention and MLP matrices)
       F32 holds N(0,1) values; F16 and BF16 hold random *bit patterns*
       (every finite value class: subnormals, +-0, large exponents; no NaN/Inf).
       Quantised tensors hold random raw block bytes, except that every fp16
@@ -69,8 +70,11 @@ SCALE_FIELDS = {
     T.Q4_K: [0, 2],
     T.Q5_K: [0, 2],
     T.Q6_K: [208],
+    T.Q5_0: [0],
+    T.Q5_1: [0, 2],
 }
-ORDER = [T.F32, T.F16, T.BF16, T.Q8_0, T.Q4_0, T.Q4_1, T.Q4_K, T.Q5_K, T.Q6_K]
+# Q5_0/Q5_1 last so the random draws of the older types stay as they were
+ORDER = [T.F32, T.F16, T.BF16, T.Q8_0, T.Q4_0, T.Q4_1, T.Q4_K, T.Q5_K, T.Q6_K, T.Q5_0, T.Q5_1]
 
 
 def random_fp16_scales(rng, n):

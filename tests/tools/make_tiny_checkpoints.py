@@ -471,8 +471,18 @@ def make_gemma3_multimodal(out: Path) -> None:
     facts = config_facts(cfg.text_config, model)
     facts["top_model_type"] = cfg.model_type
     facts["eos_ids"] = eos_list(cfg.text_config.eos_token_id, getattr(cfg, "eos_token_id", None))
-    facts["weight_prefix"] = sorted({k.split(".layers.")[0] for k in model.state_dict() if ".layers." in k
-                                     and "vision" not in k})
+    # Which prefix the text weights get in a saved checkpoint (save to a scratch dir; keep no weights).
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        keys = []
+        for f in sorted(Path(tmp).glob("*.safetensors")):
+            with safe_open(str(f), framework="pt") as sf:
+                keys += list(sf.keys())
+    text_keys = [k for k in keys if not k.startswith(("vision_tower.", "multi_modal_projector."))]
+    facts["saved_text_weight_prefix"] = sorted({k.split(".layers.")[0] for k in text_keys if ".layers." in k})
+    facts["saved_text_nonlayer_tensors"] = sorted(k for k in text_keys if ".layers." not in k)
+    facts["saved_other_prefixes"] = sorted({k.split(".")[0] for k in keys if k not in text_keys})
     write_json(d / "expected.json", facts)
     # Round trip: the saved config loads back as the same config.
     loaded = AutoConfig.from_pretrained(str(d))
