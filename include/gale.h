@@ -135,7 +135,8 @@ typedef struct gale_model gale_model;
 
 typedef struct gale_load_params {
     bool quiet;         /* no progress bar (it is also off when stderr is not a tty) */
-    bool metadata_only; /* bind and check tensors, but do not read their data */
+    bool metadata_only; /* bind and check tensors, but do not read their data (gale info):
+                           the model then serves its config and stats only */
 } gale_load_params;
 
 gale_load_params gale_load_params_default(void);

@@ -121,7 +121,8 @@ static gale_status unpermute_rows(tensor_table *table, const char *name, gale_te
     return GALE_OK;
 }
 
-gale_status gguf_build_tensor_table(const gguf_file *file, const gale_config *config, tensor_table *table) {
+gale_status gguf_build_tensor_table(const gguf_file *file, const gale_config *config, bool metadata_only,
+                                    tensor_table *table) {
     const bool permuted = config->arch == GALE_ARCH_LLAMA || config->arch == GALE_ARCH_MISTRAL ||
                           config->arch == GALE_ARCH_MIXTRAL;
     for (uint64_t i = 0; i < file->n_tensors; i++) {
@@ -137,8 +138,12 @@ gale_status gguf_build_tensor_table(const gguf_file *file, const gale_config *co
                          .data = gguf_tensor_data(file, info), .nbytes = info->nbytes};
         for (uint32_t d = 0; d < info->n_dims; d++) t.shape[d] = (int64_t)info->ne[info->n_dims - 1 - d];
         bool is_key;
-        if (permuted && is_query_or_key(hf_name, &is_key))
-            GALE_TRY(unpermute_rows(table, hf_name, &t, is_key ? config->n_kv_heads : config->n_heads, file->name));
+        if (permuted && is_query_or_key(hf_name, &is_key)) {
+            if (metadata_only)
+                t.data = NULL;
+            else
+                GALE_TRY(unpermute_rows(table, hf_name, &t, is_key ? config->n_kv_heads : config->n_heads, file->name));
+        }
         GALE_TRY(tensor_table_add(table, hf_name, &t, file->name, NULL));
     }
     return tensor_table_finish(table);

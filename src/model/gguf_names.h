@@ -6,7 +6,10 @@
 #include "model/tensor_table.h"
 
 /* Fills and finishes table from the file's tensors. Q/K rows of llama-architecture files
- * are copied back into Hugging Face order (copies owned by the table). */
-gale_status gguf_build_tensor_table(const gguf_file *file, const gale_config *config, tensor_table *table);
+ * are copied back into Hugging Face order (copies owned by the table); with
+ * metadata_only those tensors get data = NULL instead, so nothing reads them in the
+ * wrong order and no copy is paid for. */
+gale_status gguf_build_tensor_table(const gguf_file *file, const gale_config *config, bool metadata_only,
+                                    tensor_table *table);
 
 #endif

@@ -50,11 +50,11 @@ static gale_status take_rope_freqs(gale_model *m) {
     return tensor_to_f32(&entry->tensor, m->config.rope_freq_divisors);
 }
 
-static gale_status open_gguf(gale_model *m) {
+static gale_status open_gguf(gale_model *m, bool metadata_only) {
     m->is_gguf = true;
     GALE_TRY(gguf_open(m->path, &m->gguf));
     GALE_TRY(config_from_gguf(&m->gguf, &m->config));
-    GALE_TRY(gguf_build_tensor_table(&m->gguf, &m->config, &m->table));
+    GALE_TRY(gguf_build_tensor_table(&m->gguf, &m->config, metadata_only, &m->table));
     return take_rope_freqs(m);
 }
 
@@ -88,7 +88,7 @@ static gale_status load(gale_model *m, const gale_load_params *params) {
     if (path_is_directory(m->path))
         GALE_TRY(open_hf_dir(m));
     else if (looks_like_gguf(m->path))
-        GALE_TRY(open_gguf(m));
+        GALE_TRY(open_gguf(m, params->metadata_only));
     else if (!path_exists(m->path))
         return gale_error(GALE_ERR_IO, "%s: no such file or directory", m->path);
     else

@@ -41,7 +41,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     gale_config config;
     if (config_from_gguf(&g, &config) == GALE_OK) {
         tensor_table table = {0};
-        gguf_build_tensor_table(&g, &config, &table);
+        gguf_build_tensor_table(&g, &config, false, &table);
         tensor_table_free(&table);
         config_free(&config);
     }

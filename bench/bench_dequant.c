@@ -1,0 +1,179 @@
+/* bench_dequant — weight dequantisation speed against the memory roofline.
+ *
+ * Dequantisation only moves bytes, so its ceiling is bandwidth: (bytes read + bytes
+ * written) / B, with B measured in this run by a large copy on the same device (PERF.md).
+ * CPU: quant_dequantize_f32 on one thread against a one-thread memcpy. GPU (when a
+ * device is present): kernel_dequant_bf16 against cudaMemcpy device-to-device.
+ *
+ *   bench_dequant [--mib N]   N MiB of fp32 output per dtype on the CPU (default 64)
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "backend/device.h"
+#include "core/dtype.h"
+#include "model/quant.h"
+#ifdef GALE_HAVE_CUDA
+#include <cuda_runtime.h>
+
+#include "kernels.h"
+#endif
+
+enum { REPEATS = 7 };
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int compare_doubles(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, compare_doubles);
+    return v[n / 2];
+}
+
+/* Random blocks with finite fp16 scales, so no NaN path distorts the timing. */
+static uint8_t *random_blocks(gale_dtype dtype, uint64_t n_blocks) {
+    const dtype_info *info = dtype_get_info(dtype);
+    uint64_t bytes = n_blocks * info->block_bytes;
+    uint8_t *b = malloc(bytes);
+    if (!b) return NULL;
+    uint32_t state = 12345;
+    for (uint64_t i = 0; i < bytes; i++) {
+        state = state * 1664525u + 1013904223u;
+        b[i] = (uint8_t)(state >> 24);
+    }
+    int scale_offsets[2] = {-1, -1};
+    switch (dtype) {
+    case GALE_Q8_0: case GALE_Q4_0: case GALE_Q5_0: scale_offsets[0] = 0; break;
+    case GALE_Q4_1: case GALE_Q5_1: case GALE_Q4_K: case GALE_Q5_K: scale_offsets[0] = 0, scale_offsets[1] = 2; break;
+    case GALE_Q6_K: scale_offsets[0] = 208; break;
+    default: break;
+    }
+    uint16_t scale = f32_to_f16(0.01f);
+    for (uint64_t k = 0; k < n_blocks; k++)
+        for (int s = 0; s < 2; s++)
+            if (scale_offsets[s] >= 0) memcpy(b + k * info->block_bytes + scale_offsets[s], &scale, 2);
+    return b;
+}
+
+static double cpu_copy_bandwidth(size_t bytes) {
+    uint8_t *src = malloc(bytes), *dst = malloc(bytes);
+    memset(src, 1, bytes);
+    memset(dst, 0, bytes);
+    double t[REPEATS];
+    for (int r = 0; r < REPEATS; r++) {
+        double start = now();
+        memcpy(dst, src, bytes);
+        t[r] = now() - start;
+    }
+    free(src);
+    free(dst);
+    return 2.0 * (double)bytes / median(t, REPEATS);
+}
+
+static void bench_cpu(uint64_t n) {
+    double bandwidth = cpu_copy_bandwidth(n * 4);
+    printf("CPU, one thread: copy bandwidth B = %.2f GB/s (memcpy of %.0f MiB, read + write)\n", bandwidth / 1e9,
+           (double)n * 4 / (1 << 20));
+    printf("%-6s %12s %10s %12s %8s\n", "dtype", "bytes/value", "ms", "GB/s", "of B");
+    float *out = malloc(n * sizeof *out);
+    for (int d = 0; d < GALE_DTYPE_COUNT; d++) {
+        const dtype_info *info = dtype_get_info((gale_dtype)d);
+        uint8_t *src = random_blocks((gale_dtype)d, n / info->block_elems);
+        double t[REPEATS];
+        for (int r = 0; r < REPEATS; r++) {
+            double start = now();
+            quant_dequantize_f32((gale_dtype)d, src, n, out);
+            t[r] = now() - start;
+        }
+        double seconds = median(t, REPEATS);
+        double bytes = (double)n * info->block_bytes / info->block_elems + (double)n * 4;
+        printf("%-6s %12.4f %10.2f %12.2f %7.1f%%\n", info->name, (double)info->block_bytes / info->block_elems,
+               seconds * 1e3, bytes / seconds / 1e9, 100.0 * bytes / seconds / bandwidth);
+        free(src);
+    }
+    free(out);
+}
+
+#ifdef GALE_HAVE_CUDA
+static double gpu_time(cudaEvent_t start, cudaEvent_t stop) {
+    float ms = 0;
+    cudaEventSynchronize(stop);
+    cudaEventElapsedTime(&ms, start, stop);
+    return (double)ms * 1e-3;
+}
+
+static void bench_gpu(void) {
+    const uint64_t n = UINT64_C(1) << 28; /* 256 Mi values: 512 MiB of bf16 out */
+    const size_t copy_bytes = (size_t)2 << 30;
+    void *a, *b;
+    if (cudaMalloc(&a, copy_bytes) != cudaSuccess || cudaMalloc(&b, copy_bytes) != cudaSuccess) {
+        printf("GPU: cannot allocate the bandwidth buffers\n");
+        return;
+    }
+    cudaEvent_t start, stop;
+    cudaEventCreate(&start);
+    cudaEventCreate(&stop);
+    double t[REPEATS];
+    for (int r = 0; r < REPEATS; r++) {
+        cudaEventRecord(start, 0);
+        cudaMemcpy(b, a, copy_bytes, cudaMemcpyDeviceToDevice);
+        cudaEventRecord(stop, 0);
+        t[r] = gpu_time(start, stop);
+    }
+    double bandwidth = 2.0 * (double)copy_bytes / median(t, REPEATS);
+    struct cudaDeviceProp prop;
+    cudaGetDeviceProperties(&prop, 0);
+    printf("\nGPU %s: copy bandwidth B = %.0f GB/s (2 GiB device-to-device, read + write)\n", prop.name,
+           bandwidth / 1e9);
+    printf("%-6s %10s %12s %8s\n", "dtype", "ms", "GB/s", "of B");
+    for (int d = 0; d < GALE_DTYPE_COUNT; d++) {
+        const dtype_info *info = dtype_get_info((gale_dtype)d);
+        uint64_t src_bytes = n / info->block_elems * info->block_bytes;
+        uint8_t *host = random_blocks((gale_dtype)d, n / info->block_elems);
+        cudaMemcpy(a, host, src_bytes, cudaMemcpyHostToDevice);
+        free(host);
+        kernel_dequant_bf16((gale_dtype)d, a, n, b, NULL); /* warm-up */
+        for (int r = 0; r < REPEATS; r++) {
+            cudaEventRecord(start, 0);
+            kernel_dequant_bf16((gale_dtype)d, a, n, b, NULL);
+            cudaEventRecord(stop, 0);
+            t[r] = gpu_time(start, stop);
+        }
+        double seconds = median(t, REPEATS), bytes = (double)src_bytes + (double)n * 2;
+        printf("%-6s %10.3f %12.0f %7.1f%%\n", info->name, seconds * 1e3, bytes / seconds / 1e9,
+               100.0 * bytes / seconds / bandwidth);
+    }
+    cudaFree(a);
+    cudaFree(b);
+}
+#endif
+
+int main(int argc, char **argv) {
+    uint64_t mib = 64;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--mib") == 0 && i + 1 < argc) {
+            mib = strtoull(argv[++i], NULL, 10);
+        } else {
+            fprintf(stderr, "usage: bench_dequant [--mib N]\n");
+            return 2;
+        }
+    }
+    uint64_t n = mib << 18; /* fp32 values in mib MiB */
+    n -= n % 256;
+    if (n == 0) n = 256;
+    bench_cpu(n);
+#ifdef GALE_HAVE_CUDA
+    if (device_cuda_count() > 0) bench_gpu();
+    else printf("\nGPU: no CUDA device, GPU rows skipped\n");
+#endif
+    return 0;
+}
