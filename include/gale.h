@@ -158,6 +158,52 @@ typedef struct gale_model_stats {
 
 gale_model_stats gale_model_get_stats(const gale_model *model);
 
+/* ---- tokenizer ------------------------------------------------------------------- */
+
+typedef struct gale_tokenizer gale_tokenizer;
+
+/* A growable list of token ids; zero-initialise, free with gale_tokens_free. */
+typedef struct gale_tokens {
+    int32_t *ids;
+    size_t count, cap;
+} gale_tokens;
+
+void gale_tokens_free(gale_tokens *tokens);
+
+/* path: a model directory with tokenizer.json (+ tokenizer_config.json), or a .gguf file
+ * (its tokenizer.ggml.* metadata). */
+gale_status gale_tokenizer_load(const char *path, gale_tokenizer **out);
+void gale_tokenizer_free(gale_tokenizer *tokenizer);
+
+/* text[0..len) (UTF-8; invalid sequences are read as U+FFFD) → ids, replacing out's
+ * contents. add_special adds what the tokenizer's template adds (BOS, …); added and
+ * special tokens written in the text are always matched, as Hugging Face does. */
+gale_status gale_tokenizer_encode(const gale_tokenizer *tokenizer, const char *text, size_t len, bool add_special,
+                                  gale_tokens *out);
+/* ids → UTF-8 text in a new NUL-terminated buffer the caller frees with free(). */
+gale_status gale_tokenizer_decode(const gale_tokenizer *tokenizer, const int32_t *ids, size_t n, bool skip_special,
+                                  char **text, size_t *len);
+
+int32_t gale_tokenizer_vocab_size(const gale_tokenizer *tokenizer);
+/* The token as the vocabulary spells it ("Ġhello", "▁hello", "<0x0A>"); not NUL-terminated. */
+const char *gale_tokenizer_piece(const gale_tokenizer *tokenizer, int32_t id, size_t *len);
+bool gale_tokenizer_is_special(const gale_tokenizer *tokenizer, int32_t id);
+int32_t gale_tokenizer_bos(const gale_tokenizer *tokenizer); /* -1 when none */
+int32_t gale_tokenizer_eos(const gale_tokenizer *tokenizer);
+/* The chat template text of the source (tokenizer_config.json or GGUF), or NULL. */
+const char *gale_tokenizer_chat_template(const gale_tokenizer *tokenizer);
+
+/* Streaming decoder: feed ids one at a time, get text that never ends inside a UTF-8
+ * character (bytes are held until the character completes). */
+typedef struct gale_detokenizer gale_detokenizer;
+
+gale_status gale_detokenizer_new(const gale_tokenizer *tokenizer, bool skip_special, gale_detokenizer **out);
+/* Returns the new text for id (valid until the next call; may be empty). */
+gale_status gale_detokenizer_push(gale_detokenizer *d, int32_t id, const char **text, size_t *len);
+/* End of stream: held bytes that never completed come out as U+FFFD. */
+gale_status gale_detokenizer_flush(gale_detokenizer *d, const char **text, size_t *len);
+void gale_detokenizer_free(gale_detokenizer *d);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,173 @@
+/* gale tokenize -m MODEL [--json] [--decode] [--no-special] TEXT|IDS */
+#define _GNU_SOURCE
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/commands.h"
+#include "gale.h"
+
+typedef struct tokenize_options {
+    const char *model_path;
+    const char *input;
+    bool json, decode, add_special, skip_special;
+} tokenize_options;
+
+static void print_tokenize_help(FILE *out) {
+    fprintf(out,
+            "usage: gale tokenize -m MODEL [options] TEXT\n"
+            "       gale tokenize -m MODEL --decode [options] ID [ID ...]\n\n"
+            "Encodes TEXT with the model's tokenizer and prints the ids with their pieces,\n"
+            "or decodes ids back to text. MODEL is a directory with tokenizer.json or a .gguf\n"
+            "file. TEXT '-' reads standard input.\n\n"
+            "options:\n"
+            "  -m, --model PATH      the model (required)\n"
+            "      --json            print JSON: {\"ids\": [...], \"pieces\": [...]} or {\"text\": ...}\n"
+            "      --decode          the arguments are token ids; print the text\n"
+            "      --no-special      encode without the template's BOS/EOS\n"
+            "      --skip-special    decode without special tokens\n"
+            "  -h, --help            this text\n");
+}
+
+static int parse_tokenize_options(int argc, char **argv, tokenize_options *o, bool *done, int *first_arg) {
+    static const struct option long_options[] = {
+        {"model", required_argument, NULL, 'm'}, {"json", no_argument, NULL, 'j'},
+        {"decode", no_argument, NULL, 'd'},      {"no-special", no_argument, NULL, 'n'},
+        {"skip-special", no_argument, NULL, 's'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    memset(o, 0, sizeof *o);
+    o->add_special = true;
+    *done = false;
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "m:h", long_options, NULL)) != -1) {
+        switch (c) {
+        case 'm': o->model_path = optarg; break;
+        case 'j': o->json = true; break;
+        case 'd': o->decode = true; break;
+        case 'n': o->add_special = false; break;
+        case 's': o->skip_special = true; break;
+        case 'h':
+            print_tokenize_help(stdout);
+            *done = true;
+            return 0;
+        default: print_tokenize_help(stderr); return 2;
+        }
+    }
+    if (!o->model_path || optind >= argc) {
+        fprintf(stderr, "gale tokenize: needs -m MODEL and %s\n\n", o->decode ? "ids" : "TEXT");
+        print_tokenize_help(stderr);
+        return 2;
+    }
+    if (!o->decode && optind != argc - 1) {
+        fprintf(stderr, "gale tokenize: give the text as one argument (quote it)\n");
+        return 2;
+    }
+    *first_arg = optind;
+    o->input = argv[optind];
+    return 0;
+}
+
+static char *read_stdin(size_t *len) {
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    for (size_t got; buf && (got = fread(buf + n, 1, cap - n, stdin)) > 0;) {
+        n += got;
+        if (n == cap) {
+            char *grown = realloc(buf, cap *= 2);
+            if (!grown) free(buf);
+            buf = grown;
+        }
+    }
+    *len = n;
+    return buf;
+}
+
+static int print_encoded(const gale_tokenizer *t, const tokenize_options *o) {
+    size_t len = strlen(o->input);
+    char *owned = NULL;
+    const char *text = o->input;
+    if (strcmp(o->input, "-") == 0) {
+        if (!(owned = read_stdin(&len))) return cli_fail("out of memory");
+        text = owned;
+    }
+    gale_tokens tokens = {0};
+    gale_status status = gale_tokenizer_encode(t, text, len, o->add_special, &tokens);
+    free(owned);
+    if (status != GALE_OK) return cli_fail("cannot encode");
+    cJSON *root = o->json ? cJSON_CreateObject() : NULL;
+    cJSON *ids = o->json ? cJSON_AddArrayToObject(root, "ids") : NULL;
+    cJSON *pieces = o->json ? cJSON_AddArrayToObject(root, "pieces") : NULL;
+    for (size_t i = 0; i < tokens.count; i++) {
+        size_t piece_len;
+        const char *piece = gale_tokenizer_piece(t, tokens.ids[i], &piece_len);
+        if (o->json) {
+            char *copy = strndup(piece, piece_len);
+            cJSON_AddItemToArray(ids, cJSON_CreateNumber(tokens.ids[i]));
+            cJSON_AddItemToArray(pieces, cJSON_CreateString(copy ? copy : ""));
+            free(copy);
+        } else {
+            printf("%6d  %.*s\n", tokens.ids[i], (int)piece_len, piece);
+        }
+    }
+    if (o->json) {
+        char *out = cJSON_PrintUnformatted(root);
+        puts(out ? out : "{}");
+        cJSON_free(out);
+        cJSON_Delete(root);
+    }
+    gale_tokens_free(&tokens);
+    return 0;
+}
+
+static int print_decoded(const gale_tokenizer *t, const tokenize_options *o, int argc, char **argv, int first) {
+    size_t n = (size_t)(argc - first);
+    int32_t *ids = malloc(n * sizeof *ids);
+    if (!ids) return cli_fail("out of memory");
+    for (size_t i = 0; i < n; i++) {
+        char *end;
+        errno = 0;
+        long v = strtol(argv[first + (int)i], &end, 10);
+        if (*end || errno || v < 0 || v > INT32_MAX) {
+            fprintf(stderr, "gale tokenize: '%s' is not a token id\n", argv[first + (int)i]);
+            free(ids);
+            return 2;
+        }
+        ids[i] = (int32_t)v;
+    }
+    char *text;
+    size_t len;
+    gale_status status = gale_tokenizer_decode(t, ids, n, o->skip_special, &text, &len);
+    free(ids);
+    if (status != GALE_OK) return cli_fail("cannot decode");
+    if (o->json) {
+        cJSON *root = cJSON_CreateObject();
+        cJSON_AddStringToObject(root, "text", text);
+        char *out = cJSON_PrintUnformatted(root);
+        puts(out ? out : "{}");
+        cJSON_free(out);
+        cJSON_Delete(root);
+    } else {
+        fwrite(text, 1, len, stdout);
+        putchar('\n');
+    }
+    free(text);
+    return 0;
+}
+
+int cmd_tokenize(int argc, char **argv) {
+    tokenize_options o;
+    bool done;
+    int first = 0;
+    int rc = parse_tokenize_options(argc, argv, &o, &done, &first);
+    if (rc || done) return rc;
+    gale_tokenizer *t;
+    if (gale_tokenizer_load(o.model_path, &t) != GALE_OK) return cli_fail("cannot load tokenizer");
+    rc = o.decode ? print_decoded(t, &o, argc, argv, first) : print_encoded(t, &o);
+    gale_tokenizer_free(t);
+    return rc;
+}
