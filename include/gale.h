@@ -193,6 +193,26 @@ int32_t gale_tokenizer_eos(const gale_tokenizer *tokenizer);
 /* The chat template text of the source (tokenizer_config.json or GGUF), or NULL. */
 const char *gale_tokenizer_chat_template(const gale_tokenizer *tokenizer);
 
+/* ---- chat templates ----------------------------------------------------------------- */
+
+typedef struct gale_chat_message {
+    const char *role; /* "system", "user", "assistant" */
+    const char *content;
+} gale_chat_message;
+
+/* Renders messages as the model's chat template would (apply_chat_template with
+ * tokenize=False). template_name: NULL to recognise the tokenizer's own template, or
+ * one of chatml, llama2, llama3, mistral, gemma (system folded into the first user
+ * turn, as Gemma 3), gemma2 (system refused, as Gemma 1/2). An unrecognised template
+ * warns and falls back to chatml. The text already holds any BOS the template writes:
+ * encode it with add_special = false. *out is freed with free(). */
+gale_status gale_chat_render(const gale_tokenizer *tokenizer, const char *template_name,
+                             const gale_chat_message *messages, size_t n, bool add_generation_prompt, char **out);
+/* The built-in the tokenizer's template was recognised as, or NULL. */
+const char *gale_chat_template_name(const gale_tokenizer *tokenizer);
+/* Ids that end an assistant turn: EOS and the template's end-of-turn token. */
+size_t gale_chat_stop_ids(const gale_tokenizer *tokenizer, const char *template_name, int32_t *ids, size_t cap);
+
 /* Streaming decoder: feed ids one at a time, get text that never ends inside a UTF-8
  * character (bytes are held until the character completes). */
 typedef struct gale_detokenizer gale_detokenizer;

@@ -24,6 +24,7 @@ static const tokenizer_case cases[] = {
     {"llama2-style tokenizer.json", "tokenizer/llama2_style", "tokenizer/llama2_style/expected.json", false},
     {"mistral Metaspace tokenizer.json", "tokenizer/mistral_metaspace", "tokenizer/mistral_metaspace/expected.json", false},
     {"llama3-style tokenizer.json", "tokenizer/llama3_style", "tokenizer/llama3_style/expected.json", false},
+    {"llama3-style GGUF", "gguf/llama3_style_tokenizer.gguf", "tokenizer/llama3_style/expected.json", false},
 };
 enum { N_CASES = sizeof cases / sizeof cases[0] };
 

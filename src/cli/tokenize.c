@@ -1,4 +1,4 @@
-/* gale tokenize -m MODEL [--json] [--decode] [--no-special] TEXT|IDS */
+/* gale tokenize -m MODEL [--json] [--decode] [--chat] TEXT|IDS|MESSAGES */
 #define _GNU_SOURCE
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -13,7 +13,8 @@
 typedef struct tokenize_options {
     const char *model_path;
     const char *input;
-    bool json, decode, add_special, skip_special;
+    const char *chat_template; /* --chat-template NAME */
+    bool json, decode, add_special, skip_special, chat, generation_prompt;
 } tokenize_options;
 
 static void print_tokenize_help(FILE *out) {
@@ -29,6 +30,11 @@ static void print_tokenize_help(FILE *out) {
             "      --decode          the arguments are token ids; print the text\n"
             "      --no-special      encode without the template's BOS/EOS\n"
             "      --skip-special    decode without special tokens\n"
+            "      --chat            TEXT is a JSON list of {\"role\", \"content\"} messages: print the\n"
+            "                        prompt the model's chat template renders, then its ids\n"
+            "      --chat-template NAME  use a built-in template instead of the model's:\n"
+            "                        chatml, llama2, llama3, mistral, gemma, gemma2\n"
+            "      --no-generation-prompt  with --chat: do not open an assistant turn\n"
             "  -h, --help            this text\n");
 }
 
@@ -37,10 +43,13 @@ static int parse_tokenize_options(int argc, char **argv, tokenize_options *o, bo
         {"model", required_argument, NULL, 'm'}, {"json", no_argument, NULL, 'j'},
         {"decode", no_argument, NULL, 'd'},      {"no-special", no_argument, NULL, 'n'},
         {"skip-special", no_argument, NULL, 's'}, {"help", no_argument, NULL, 'h'},
+        {"chat", no_argument, NULL, 'c'},        {"chat-template", required_argument, NULL, 't'},
+        {"no-generation-prompt", no_argument, NULL, 'g'},
         {NULL, 0, NULL, 0},
     };
     memset(o, 0, sizeof *o);
     o->add_special = true;
+    o->generation_prompt = true;
     *done = false;
     optind = 1;
     int c;
@@ -51,6 +60,9 @@ static int parse_tokenize_options(int argc, char **argv, tokenize_options *o, bo
         case 'd': o->decode = true; break;
         case 'n': o->add_special = false; break;
         case 's': o->skip_special = true; break;
+        case 'c': o->chat = true; break;
+        case 't': o->chat_template = optarg; break;
+        case 'g': o->generation_prompt = false; break;
         case 'h':
             print_tokenize_help(stdout);
             *done = true;
@@ -87,19 +99,60 @@ static char *read_stdin(size_t *len) {
     return buf;
 }
 
+/* --chat: messages JSON → the rendered prompt (which holds its own BOS). */
+static int render_chat(const gale_tokenizer *t, const tokenize_options *o, const char *json, char **prompt) {
+    cJSON *list = cJSON_Parse(json);
+    if (!cJSON_IsArray(list) || cJSON_GetArraySize(list) > 1024) {
+        cJSON_Delete(list);
+        fprintf(stderr, "gale tokenize: --chat needs a JSON list of {\"role\": ..., \"content\": ...}\n");
+        return 2;
+    }
+    gale_chat_message *messages = calloc((size_t)cJSON_GetArraySize(list) + 1, sizeof *messages);
+    size_t n = 0;
+    const cJSON *m;
+    cJSON_ArrayForEach(m, list) {
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role"), *content = cJSON_GetObjectItemCaseSensitive(m, "content");
+        if (!cJSON_IsString(role) || !cJSON_IsString(content)) {
+            fprintf(stderr, "gale tokenize: message %zu needs string \"role\" and \"content\"\n", n);
+            free(messages);
+            cJSON_Delete(list);
+            return 2;
+        }
+        messages[n++] = (gale_chat_message){role->valuestring, content->valuestring};
+    }
+    gale_status status = gale_chat_render(t, o->chat_template, messages, n, o->generation_prompt, prompt);
+    free(messages);
+    cJSON_Delete(list);
+    return status == GALE_OK ? 0 : cli_fail("cannot render the chat template");
+}
+
 static int print_encoded(const gale_tokenizer *t, const tokenize_options *o) {
     size_t len = strlen(o->input);
-    char *owned = NULL;
+    char *owned = NULL, *prompt = NULL;
     const char *text = o->input;
     if (strcmp(o->input, "-") == 0) {
         if (!(owned = read_stdin(&len))) return cli_fail("out of memory");
         text = owned;
     }
+    bool add_special = o->add_special;
+    if (o->chat) {
+        int rc = render_chat(t, o, text, &prompt);
+        free(owned);
+        if (rc) return rc;
+        text = owned = prompt;
+        len = strlen(prompt);
+        add_special = false; /* the template wrote BOS where it wants one */
+        if (!o->json) printf("%s\n---\n", prompt);
+    }
     gale_tokens tokens = {0};
-    gale_status status = gale_tokenizer_encode(t, text, len, o->add_special, &tokens);
-    free(owned);
-    if (status != GALE_OK) return cli_fail("cannot encode");
+    gale_status status = gale_tokenizer_encode(t, text, len, add_special, &tokens);
+    if (status != GALE_OK) {
+        free(owned);
+        return cli_fail("cannot encode");
+    }
     cJSON *root = o->json ? cJSON_CreateObject() : NULL;
+    if (o->chat && o->json) cJSON_AddStringToObject(root, "prompt", text);
+    free(owned);
     cJSON *ids = o->json ? cJSON_AddArrayToObject(root, "ids") : NULL;
     cJSON *pieces = o->json ? cJSON_AddArrayToObject(root, "pieces") : NULL;
     for (size_t i = 0; i < tokens.count; i++) {

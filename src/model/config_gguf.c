@@ -138,8 +138,8 @@ static gale_status read_llama(const gguf_scope *s, gale_config *c) {
     snprintf(c->model_type, sizeof c->model_type, "%s", c->n_experts > 0 ? "mixtral" : "llama");
     c->activation = GALE_ACT_SILU;
     c->attn_scale = 1.0f / sqrtf((float)c->head_dim);
-    float theta;
-    int window;
+    float theta = 0;
+    int window = 0;
     gale_rope_scaling scaling;
     GALE_TRY(get_arch_float(s, "rope.freq_base", 10000.0f, &theta));
     GALE_TRY(get_arch_int(s, "attention.sliding_window", false, 0, &window));
@@ -165,8 +165,8 @@ static gale_status read_gemma3(const gguf_scope *s, gale_config *c) {
     c->attn_scale = 1.0f / sqrtf(scalar);
     GALE_TRY(get_arch_float(s, "attn_logit_softcapping", 0.0f, &c->attn_softcap));
     GALE_TRY(get_arch_float(s, "final_logit_softcapping", 0.0f, &c->final_softcap));
-    float theta;
-    int window, pattern;
+    float theta = 0;
+    int window = 0, pattern = 0;
     gale_rope_scaling scaling;
     GALE_TRY(get_arch_float(s, "rope.freq_base", 1e6f, &theta));
     GALE_TRY(get_arch_int(s, "attention.sliding_window", true, 0, &window));

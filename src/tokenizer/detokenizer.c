@@ -83,7 +83,7 @@ static gale_status emit(gale_detokenizer *d, size_t n, const char **text, size_t
     gale_status status = grow(&d->out, &d->cap_out, repaired_len + 1);
     if (status == GALE_OK) {
         memcpy(d->out, repaired, repaired_len + 1);
-        memmove(d->pending, d->pending + n, d->n_pending - n);
+        if (d->n_pending > n) memmove(d->pending, d->pending + n, d->n_pending - n);
         d->n_pending -= n;
         *text = d->out;
         *len = repaired_len;

@@ -143,7 +143,7 @@ static gale_status build_trie(gale_tokenizer *t) {
     trie->edge_keys = calloc(trie->n_edge_slots, sizeof *trie->edge_keys);
     trie->edge_child = malloc(trie->n_edge_slots * sizeof *trie->edge_child);
     if (!trie->edge_keys || !trie->edge_child) return gale_error(GALE_ERR_OOM, "%s: out of memory", t->source);
-    int32_t root;
+    int32_t root = 0;
     GALE_TRY(trie_new_node(trie, &root));
     for (size_t i = 0; i < t->n_added; i++) {
         size_t len;
@@ -154,7 +154,7 @@ static gale_status build_trie(gale_tokenizer *t) {
             uint64_t key = (((uint64_t)node << 8) | content[k]) + 1;
             size_t slot = edge_slot(trie, key);
             if (!trie->edge_keys[slot]) {
-                int32_t child;
+                int32_t child = 0;
                 GALE_TRY(trie_new_node(trie, &child));
                 trie->edge_keys[slot] = key;
                 trie->edge_child[slot] = child;

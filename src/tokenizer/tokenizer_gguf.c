@@ -142,8 +142,10 @@ static gale_status set_pre_tokenizer(gale_tokenizer *t, const gguf_file *g) {
         return tokenizer_add_regex_step(t, GPT2_REGEX, SPLIT_ISOLATED, false);
     }
     if (pre->type == GGUF_TYPE_STRING && (gguf_string_equals(pre->v.str, "llama-bpe") ||
-                                          gguf_string_equals(pre->v.str, "llama3")))
+                                          gguf_string_equals(pre->v.str, "llama3"))) {
+        t->ignore_merges = true; /* Llama 3's tokenizer.json says so; llama.cpp sets it for this pre-tokenizer */
         return tokenizer_add_regex_step(t, LLAMA3_REGEX, SPLIT_ISOLATED, false);
+    }
     if (pre->type != GGUF_TYPE_STRING) return gale_error(GALE_ERR_FORMAT, "%s: tokenizer.ggml.pre is not a string", g->name);
     return gale_error(GALE_ERR_UNSUPPORTED, "%s: pre-tokenizer '%.*s' is not supported (gpt2, smollm, llama-bpe)",
                       g->name, (int)(pre->v.str.len > 64 ? 64 : pre->v.str.len), pre->v.str.ptr);

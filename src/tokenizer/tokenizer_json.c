@@ -45,13 +45,26 @@ static gale_status unsupported(const gale_tokenizer *t, const char *what, const 
 
 /* ---- model ---- */
 
+/* A token id: an integer from 0 below 2^24 (no vocabulary is larger). */
+static bool json_token_id(const cJSON *item, int32_t *id) {
+    if (!cJSON_IsNumber(item)) return false;
+    double v = item->valuedouble;
+    if (!(v >= 0 && v < (double)(1 << 24)) || v != (double)(int32_t)v) return false;
+    *id = (int32_t)v;
+    return true;
+}
+
+/* The largest id named anywhere, or -1; -2 when some id is not a valid token id. */
 static int32_t highest_id(const cJSON *vocab_obj, const cJSON *added) {
-    int32_t highest = -1;
+    int32_t highest = -1, id;
     const cJSON *item;
-    cJSON_ArrayForEach(item, vocab_obj) if (cJSON_IsNumber(item) && item->valuedouble > highest) highest = (int32_t)item->valuedouble;
+    cJSON_ArrayForEach(item, vocab_obj) {
+        if (!json_token_id(item, &id)) return -2;
+        if (id > highest) highest = id;
+    }
     cJSON_ArrayForEach(item, added) {
-        const cJSON *id = cJSON_GetObjectItemCaseSensitive(item, "id");
-        if (cJSON_IsNumber(id) && id->valuedouble > highest) highest = (int32_t)id->valuedouble;
+        const cJSON *id_item = cJSON_GetObjectItemCaseSensitive(item, "id");
+        if (id_item && json_token_id(id_item, &id) && id > highest) highest = id;
     }
     return highest;
 }
@@ -59,16 +72,16 @@ static int32_t highest_id(const cJSON *vocab_obj, const cJSON *added) {
 static gale_status read_vocab(gale_tokenizer *t, const cJSON *vocab_obj, const cJSON *added) {
     if (!cJSON_IsObject(vocab_obj)) return gale_error(GALE_ERR_FORMAT, "%s: model.vocab must be an object", t->source);
     int32_t highest = highest_id(vocab_obj, added);
+    if (highest == -2) return gale_error(GALE_ERR_FORMAT, "%s: model.vocab holds a value that is not a token id", t->source);
     if (highest < 0) return gale_error(GALE_ERR_FORMAT, "%s: the vocabulary is empty", t->source);
     GALE_TRY(vocab_init(&t->vocab, highest + 1));
     /* ids that neither the vocabulary nor the added tokens name stay empty and unused */
     for (int32_t id = 0; id <= highest; id++) GALE_TRY(vocab_set(&t->vocab, id, "", 0, TOKEN_UNUSED, 0));
     const cJSON *item;
     cJSON_ArrayForEach(item, vocab_obj) {
-        double v = cJSON_IsNumber(item) ? item->valuedouble : -1;
-        if (v < 0 || v != (double)(int32_t)v)
-            return gale_error(GALE_ERR_FORMAT, "%s: model.vocab[\"%s\"] is not a token id", t->source, item->string);
-        GALE_TRY(vocab_set(&t->vocab, (int32_t)v, item->string, strlen(item->string), TOKEN_NORMAL, 0));
+        int32_t id = 0;
+        json_token_id(item, &id); /* checked by highest_id */
+        GALE_TRY(vocab_set(&t->vocab, id, item->string, strlen(item->string), TOKEN_NORMAL, 0));
     }
     return GALE_OK;
 }
@@ -78,15 +91,13 @@ static gale_status read_added_tokens(gale_tokenizer *t, const cJSON *added) {
     if (!cJSON_IsArray(added)) return gale_error(GALE_ERR_FORMAT, "%s: added_tokens must be a list", t->source);
     const cJSON *item;
     cJSON_ArrayForEach(item, added) {
-        const cJSON *id = cJSON_GetObjectItemCaseSensitive(item, "id");
+        int32_t id;
         const char *content = json_string(item, "content");
-        if (!cJSON_IsNumber(id) || id->valuedouble < 0 || !content)
+        if (!json_token_id(cJSON_GetObjectItemCaseSensitive(item, "id"), &id) || !content)
             return gale_error(GALE_ERR_FORMAT, "%s: an added token needs an \"id\" and a \"content\"", t->source);
         bool special = json_flag(item, "special", false);
-        GALE_TRY(vocab_set(&t->vocab, (int32_t)id->valuedouble, content, strlen(content),
-                           special ? TOKEN_CONTROL : TOKEN_USER, 0));
-        GALE_TRY(tokenizer_add_added(t, (int32_t)id->valuedouble, special, json_flag(item, "lstrip", false),
-                                     json_flag(item, "rstrip", false)));
+        GALE_TRY(vocab_set(&t->vocab, id, content, strlen(content), special ? TOKEN_CONTROL : TOKEN_USER, 0));
+        GALE_TRY(tokenizer_add_added(t, id, special, json_flag(item, "lstrip", false), json_flag(item, "rstrip", false)));
     }
     return GALE_OK;
 }

@@ -1,4 +1,4 @@
-/* Fuzz target: a GGUF image → metadata, config, Hugging Face tensor index. Must never
+/* Fuzz target: a GGUF image → metadata, tokenizer, config, Hugging Face tensor index. Must never
  * crash, leak or read out of bounds. */
 #include <stddef.h>
 #include <stdint.h>
@@ -7,6 +7,7 @@
 #include "model/gguf.h"
 #include "model/gguf_names.h"
 #include "model/quant.h"
+#include "tokenizer/tokenizer_impl.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -38,6 +39,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         uint64_t numel = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
         if (numel <= 4096) quant_dequantize_f32(t->dtype, gguf_tensor_data(&g, t), numel, out);
     }
+    gale_tokenizer *t = tokenizer_alloc("fuzz.gguf");
+    if (t && tokenizer_load_gguf(t, &g) == GALE_OK) {
+        gale_tokens ids = {0};
+        gale_tokenizer_encode(t, "Hello world 123 <s>", 19, true, &ids);
+        gale_tokens_free(&ids);
+    }
+    gale_tokenizer_free(t);
     gale_config config;
     if (config_from_gguf(&g, &config) == GALE_OK) {
         tensor_table table = {0};

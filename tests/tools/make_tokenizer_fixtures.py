@@ -75,6 +75,7 @@ import hashlib
 import json
 import platform
 import random
+import re
 import shutil
 import statistics
 import struct
@@ -355,6 +356,16 @@ def dump_json(path: Path, obj, list_keys=()) -> None:
     def enc(v):
         return json.dumps(v, ensure_ascii=False, separators=(",", ":"))
 
+    def pretty(v, ind):
+        # dicts one key a line; a list of scalars (e.g. ids) on one line
+        pad = " " * (ind + 1)
+        if isinstance(v, dict) and v:
+            items = [f"{pad}{json.dumps(k, ensure_ascii=False)}: {pretty(x, ind + 1)}" for k, x in v.items()]
+            return "{\n" + ",\n".join(items) + "\n" + " " * ind + "}"
+        if isinstance(v, list) and v and any(isinstance(x, (dict, list)) for x in v):
+            return "[\n" + ",\n".join(pad + pretty(x, ind + 1) for x in v) + "\n" + " " * ind + "]"
+        return enc(v)
+
     if isinstance(obj, list):
         text = "[\n" + ",\n".join(enc(x) for x in obj) + "\n]\n"
     else:
@@ -363,7 +374,7 @@ def dump_json(path: Path, obj, list_keys=()) -> None:
             if k in list_keys and isinstance(v, list):
                 body = "[\n" + ",\n".join(enc(x) for x in v) + "\n]" if v else "[]"
             else:
-                body = json.dumps(v, ensure_ascii=False, indent=1)
+                body = pretty(v, 0)
             lines.append(f"{json.dumps(k)}: {body}")
         text = "{\n" + ",\n".join(lines) + "\n}\n"
     path.write_text(text, encoding="utf-8")
@@ -395,6 +406,7 @@ def expected_record(name: str, source: str, tok, corpus: list[str], extra: dict)
     """The expected.json body, computed with the transformers tokenizer `tok`."""
     ids = [hf_ids(tok, s, False) for s in corpus]
     ids_sp = [hf_ids(tok, s, True) for s in corpus]
+    probe = corpus.index("Hello world")
     dec = [tok.decode(x, skip_special_tokens=False) for x in ids]
     dec_skip = [tok.decode(x, skip_special_tokens=True) for x in ids]
     # The Rust decoder alone (transformers may clean up spaces on top of it).
@@ -403,7 +415,9 @@ def expected_record(name: str, source: str, tok, corpus: list[str], extra: dict)
     rec = {
         "source": source,
         "library_versions": versions(),
-        "add_bos": bool(getattr(tok, "add_bos_token", False)),
+        # what add_special_tokens=True does to a plain string (the post-processor's doing)
+        "add_bos": ids_sp[probe][:1] == [tok.bos_token_id] and ids[probe][:1] != [tok.bos_token_id],
+        "add_eos": ids_sp[probe][-1:] == [tok.eos_token_id] and ids[probe][-1:] != [tok.eos_token_id],
         "bos_token": tok.bos_token, "bos_id": tok.bos_token_id,
         "eos_token": tok.eos_token, "eos_id": tok.eos_token_id,
         "unk_id": tok.unk_token_id, "pad_id": tok.pad_token_id,
@@ -566,7 +580,9 @@ def make_gemma3(path: Path, corpus: list[str], work: Path) -> tuple[dict, object
     added_ids = {a["id"] for a in added}
     user_defined = [i for i, t in enumerate(gtypes) if t == 4]
     normal = [i for i, t in enumerate(gtypes) if t == 1]
-    scores_normal_are_minus_index_offset = len({gscores[i] + i for i in normal}) == 1
+    normal_scores_decrease = all(gscores[a] > gscores[b] for a, b in zip(normal, normal[1:]))
+    score_values = {str(t): sorted({gscores[i] for i in range(len(gtypes)) if gtypes[i] == t})[-3:]
+                    for t in sorted(set(gtypes)) if t != 1}
     comparison = {
         "gguf_tokens": len(gtoks), "tokenizer_json_vocab": len(vocab),
         "n_tokens_renamed": len(renamed),
@@ -577,7 +593,12 @@ def make_gemma3(path: Path, corpus: list[str], work: Path) -> tuple[dict, object
                         "(tokenization_utils_base.generate_merges), ranking each merge by the position of "
                         "the merged token in the file (earlier = better)"),
         "gguf_token_type_counts": {str(t): gtypes.count(t) for t in sorted(set(gtypes))},
-        "gguf_normal_token_scores_equal_minus_index_plus_const": scores_normal_are_minus_index_offset,
+        "gguf_normal_token_scores_strictly_decrease_with_id": normal_scores_decrease,
+        "gguf_scores_of_other_types_top3": score_values,
+        "scores_note": ("NORMAL tokens: score strictly decreases with id, so 'merge the pair whose result has the "
+                        "highest score' ranks them as transformers does (by position). The USER_DEFINED "
+                        "space-run tokens 138..167 ('  '..31 spaces) have score -1000 in the GGUF but rank "
+                        "138..167 in transformers' merges (their '\u2581'-runs merge before almost anything)."),
         "gguf_user_defined_ids_not_added": [i for i in user_defined if i not in added_ids],
         "n_added_tokens": len(added), "n_added_special": sum(a["special"] for a in added),
         "added_non_special": [a["content"] for a in added if not a["special"]],
@@ -590,6 +611,53 @@ def make_gemma3(path: Path, corpus: list[str], work: Path) -> tuple[dict, object
         "gguf_chat_template": g.get("tokenizer.chat_template"),
     }
     ids = [hf_ids(tok, s, False) for s in corpus]
+    # llama.cpp matches USER_DEFINED tokens on the raw text before BPE; for the space runs
+    # (which transformers keeps as ordinary vocabulary) that gives these ids:
+    space_ids = {len(gtoks[i]): i for i in user_defined if gtoks[i].strip() == "" and " " in gtoks[i]}
+    longest = max(space_ids)
+    raw_ids = []
+    for s in corpus:
+        out_ids = []
+        for piece in re.split(r"( {2,})", s):
+            if not piece:
+                continue
+            if piece.startswith("  ") and piece.strip() == "":
+                n = len(piece)
+                while n:
+                    k = min(n, longest)
+                    if k == 1:
+                        out_ids += hf_ids(tok, " ", False)
+                    else:
+                        out_ids.append(space_ids[k])
+                    n -= k
+            else:
+                out_ids += hf_ids(tok, piece, False)
+        raw_ids.append(out_ids)
+    raw_diff = [i for i, (a, b) in enumerate(zip(ids, raw_ids)) if a != b]
+    comparison["space_runs_matched_first"] = {
+        "note": ("ids if the GGUF's USER_DEFINED space-run tokens were matched on the raw text first, "
+                 "longest first, as llama.cpp does, and the rest encoded by transformers; informative only"),
+        "n_differ": len(raw_diff), "differ_at": raw_diff, "ids": {str(i): raw_ids[i] for i in raw_diff}}
+    # Merges ranked by the GGUF score of the merged token (ties: transformers' order), as a
+    # "merge by highest score" reading of the GGUF would rank them; informative only.
+    by_score = sorted(range(len(tj["model"]["merges"])),
+                      key=lambda k: (-gscores[vocab["".join(tj["model"]["merges"][k])]], k))
+    if by_score != list(range(len(by_score))):
+        tj2 = dict(tj)
+        tj2["model"] = dict(tj["model"], merges=[tj["model"]["merges"][k] for k in by_score])
+        alt = load_json_tokenizer(tj2)
+        alt_ids = [alt.encode(s, add_special_tokens=False).ids for s in corpus]
+        alt_diff = [i for i, (a, b) in enumerate(zip(ids, alt_ids)) if a != b]
+        n_moved = sum(1 for m in tj["model"]["merges"] if gtypes[vocab["".join(m)]] != 1)
+        del tj2, alt
+    else:
+        alt_diff, alt_ids, n_moved = [], ids, 0
+    comparison["merges_ranked_by_gguf_score"] = {
+        "note": ("ids if the merges were ranked by the GGUF score of the merged token instead of its position "
+                 "(the USER_DEFINED space runs drop from rank 138..167 to score -1000); informative only"),
+        "n_merges_to_non_normal_tokens": n_moved, "n_differ": len(alt_diff), "differ_at": alt_diff[:60],
+        "ids": {str(i): alt_ids[i] for i in alt_diff[:60]}}
+    del tj
     tok_dir = AutoTokenizer.from_pretrained(str(wdir))
     checks = [
         compare_ids("AutoTokenizer(gguf_file)", ids, "AutoTokenizer(saved dir)",
@@ -669,6 +737,26 @@ def sp_tokenizer(vocab: dict, merges: list, layout: str) -> Tokenizer:
     return tk
 
 
+def byte_level_spelling(text: str) -> str:
+    """GPT-2's byte -> printable code point mapping (REFERENCE.md section 7)."""
+    keep = list(range(0x21, 0x7F)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    table, extra = {}, 0
+    for b in range(256):
+        if b in keep:
+            table[b] = chr(b)
+        else:
+            table[b] = chr(0x100 + extra)
+            extra += 1
+    return "".join(table[b] for b in text.encode("utf-8"))
+
+
+# Whole pre-tokens added to llama3_style's vocabulary without a merge that builds them, so
+# that ignore_merges (true in Llama 3's tokenizer.json) changes the result: with it the
+# word is one token, without it BPE leaves it in pieces.
+IGNORE_MERGES_WORDS = ["antidisestablishmentarianism", " pneumonoultramicroscopicsilicovolcanoconiosis",
+                       " jalapeños", " Übermäßig"]
+
+
 def train_llama3_style(texts: list[str], vocab_size: int) -> Tokenizer:
     specials = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
     tk = Tokenizer(BPE(ignore_merges=True))
@@ -676,10 +764,17 @@ def train_llama3_style(texts: list[str], vocab_size: int) -> Tokenizer:
         pre_tokenizers.Split(Regex(LLAMA3_REGEX), behavior="isolated", invert=False),
         pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=False)])
     tk.decoder = decoders.ByteLevel(add_prefix_space=True, trim_offsets=True, use_regex=True)
-    trainer = BpeTrainer(vocab_size=vocab_size - len(specials), min_frequency=2,
+    n_extra = len(IGNORE_MERGES_WORDS)
+    trainer = BpeTrainer(vocab_size=vocab_size - len(specials) - n_extra, min_frequency=1,
                          initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=[],
                          show_progress=False)
     tk.train_from_iterator(texts, trainer=trainer)
+    j = json.loads(tk.to_str())
+    for w in IGNORE_MERGES_WORDS:
+        t = byte_level_spelling(w)
+        if t not in j["model"]["vocab"]:
+            j["model"]["vocab"][t] = len(j["model"]["vocab"])
+    tk = load_json_tokenizer(j)
     tk.add_special_tokens([tokenizers.AddedToken(t, normalized=False, special=True) for t in specials])
     bot = tk.token_to_id("<|begin_of_text|>")
     tk.post_processor = processors.Sequence([
@@ -739,6 +834,9 @@ def make_trained(corpus: list[str]) -> dict:
                "LlamaTokenizerFast) rebuilds normalizer, pre-tokenizer and decoder from its own __init__ "
                "(Metaspace) and keeps only vocab, merges and post-processor of tokenizer.json, so it would "
                "not honour this file; see llama_tokenizer_class_differs.")
+    note_metaspace = ("The tokenizer_config says LlamaTokenizerFast with legacy false: transformers 5 rebuilds "
+                      "the pipeline as Metaspace(prepend_scheme 'first', split false) + the same decoder, which "
+                      "is what this tokenizer.json holds (see llama_tokenizer_class_differs: no difference).")
 
     for name, layout, as_strings, tmpl in (("llama2_style", "llama2", True, "llama2"),
                                             ("mistral_metaspace", "mistral", False, "mistral")):
@@ -746,14 +844,18 @@ def make_trained(corpus: list[str]) -> dict:
         tj = json.loads(tk.to_str())
         if as_strings:
             tj = merges_as_strings(tj)
-        cfg = dict(common_cfg, tokenizer_class="PreTrainedTokenizerFast", legacy=(layout == "llama2"),
+        # transformers 5's LlamaTokenizerFast rebuilds the pipeline itself (Metaspace, prepend_scheme
+        # "first" when legacy is false): right for the Metaspace layout, wrong for the Llama 2 one.
+        cls = "PreTrainedTokenizerFast" if layout == "llama2" else "LlamaTokenizerFast"
+        cfg = dict(common_cfg, tokenizer_class=cls, legacy=(layout == "llama2"),
                    chat_template=CHAT_TEMPLATES[tmpl])
         # How LlamaTokenizerFast would read the same files (reported, not used for the ids).
         tmp = FIX_TOK / name
         src = (f"tokenizers BpeTrainer(vocab 2000, byte_fallback) on corpus.json + generated English; "
                f"{'Llama 2 layout: normalizer Prepend+Replace, no pre_tokenizer' if layout == 'llama2' else 'newer layout: Metaspace(prepend_scheme first, split false), no normalizer'}; "
                f"written by make_tokenizer_fixtures.py")
-        rec, tok = save_trained(name, tj, cfg, corpus, src, {"note": note_sp})
+        rec, tok = save_trained(name, tj, cfg, corpus, src, {"note": note_sp if layout == "llama2" else
+                                                             note_metaspace})
         llama_cls = transformers.LlamaTokenizerFast.from_pretrained(str(tmp), legacy=(layout == "llama2"))
         lt = [hf_ids(llama_cls, s, False) for s in corpus]
         diff = [i for i, (a, b) in enumerate(zip(rec["ids"], lt)) if a != b]
@@ -765,7 +867,13 @@ def make_trained(corpus: list[str]) -> dict:
         dump_json(tmp / "expected.json", rec, PER_STRING)
         results[name] = (rec, tok)
 
-    tk3 = train_llama3_style(texts, 3000)
+    # The ignore_merges words must not be learnt: keep them out of the training text.
+    texts3 = []
+    for t in texts:
+        for w in IGNORE_MERGES_WORDS:
+            t = t.replace(w.strip(), " ")
+        texts3.append(t)
+    tk3 = train_llama3_style(texts3, 3000)
     tj3 = merges_as_strings(json.loads(tk3.to_str()))
     cfg3 = {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<|begin_of_text|>",
             "eos_token": "<|end_of_text|>", "add_bos_token": True, "clean_up_tokenization_spaces": False,
@@ -781,7 +889,9 @@ def make_trained(corpus: list[str]) -> dict:
     nm_ids = [nm.encode(s, add_special_tokens=False).ids for s in corpus]
     diff = [i for i, (a, b) in enumerate(zip(rec3["ids"], nm_ids)) if a != b]
     rec3["pre_tokenizer_regex"] = LLAMA3_REGEX
-    rec3["ignore_merges_false"] = {"n_differ": len(diff), "differ_at": diff,
+    rec3["ignore_merges_false"] = {"note": "ids with model.ignore_merges=false; the vocabulary holds these words "
+                                           "as single tokens that no merge builds: " + json.dumps(IGNORE_MERGES_WORDS, ensure_ascii=False),
+                                   "n_differ": len(diff), "differ_at": diff,
                                    "ids": {str(i): nm_ids[i] for i in diff}}
     dump_json(FIX_TOK / "llama3_style" / "expected.json", rec3, PER_STRING)
     results["llama3_style"] = (rec3, tok3)
@@ -1012,7 +1122,8 @@ def make_speed(corpus, paths: dict, hf_toks: dict) -> dict:
         per_hf = timed(lambda: hf(short, add_special_tokens=False), 2000)
         per_rs = timed(lambda: tk.encode(short, add_special_tokens=False), 2000)
         res["tokenizers"][name] = {
-            "tokenizer_json": str(path.relative_to(REPO)) if REPO in path.parents else path.name,
+            "tokenizer_json": (str(path.relative_to(REPO)) if REPO in path.parents else
+                               f"--work folder: {path.parent.name}/{path.name} (saved by this script, not committed)"),
             "n_tokens": len(ids),
             "ids_sha256_le_int32": hashlib.sha256(struct.pack(f"<{len(ids)}i", *ids)).hexdigest(),
             "tokenizers_warm_s": [round(t, 5) for t in warm],
