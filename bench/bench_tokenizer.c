@@ -5,6 +5,8 @@
  *   bench_tokenizer FIXTURES_DIR NAME=MODEL [NAME=MODEL ...]
  *
  * NAME is the key in speed.json (smollm2, gemma3); MODEL a tokenizer directory or GGUF.
+ * speed.json's numbers come from another session: for a ratio, run the peer
+ * bench/peer_tokenizer_speed.py right before or after this, on the same machine.
  * The text is built as the fixture script builds it: the corpus joined with newlines,
  * repeated until 1,000,000 bytes, cut there at a character boundary. The token count
  * must equal the one Hugging Face produced, or the timing compares different work. */

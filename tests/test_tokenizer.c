@@ -137,3 +137,60 @@ ParameterizedTest(size_t *i, tokenizer, decode_matches_transformers) { check_dec
 
 ParameterizedTestParameters(tokenizer, decode_skip_special_matches_transformers) { return index_params(N_CASES); }
 ParameterizedTest(size_t *i, tokenizer, decode_skip_special_matches_transformers) { check_decode(&cases[*i], true); }
+
+/* ---- one megabyte: the text bench_tokenizer times, against Hugging Face's ids ---- */
+
+/* The recipe of tests/tools/make_tokenizer_fixtures.py speed_text(): the corpus joined
+ * with newlines, repeated, cut to 1,000,000 bytes at a character boundary. */
+static char *megabyte_text(size_t *len) {
+    cJSON *texts = corpus();
+    size_t joined = 0;
+    const cJSON *s;
+    cJSON_ArrayForEach(s, texts) joined += strlen(s->valuestring) + 1;
+    char *text = malloc(1000000 + joined + 1);
+    size_t n = 0;
+    while (n < 1000000) {
+        if (n) text[n++] = '\n';
+        bool first = true;
+        cJSON_ArrayForEach(s, texts) {
+            if (!first) text[n++] = '\n';
+            first = false;
+            size_t k = strlen(s->valuestring);
+            memcpy(text + n, s->valuestring, k);
+            n += k;
+        }
+    }
+    n = 1000000;
+    while (n > 0 && ((unsigned char)text[n] & 0xC0) == 0x80) n--;
+    text[n] = '\0';
+    *len = n;
+    cJSON_Delete(texts);
+    return text;
+}
+
+static void check_megabyte(const tokenizer_case *c, const char *speed_key) {
+    gale_tokenizer *t = load_case(c);
+    size_t len;
+    char *text = megabyte_text(&len);
+    gale_tokens ids = {0};
+    cr_assert_eq(gale_tokenizer_encode(t, text, len, false, &ids), GALE_OK);
+    cJSON *speed = load_json(fixture("tokenizer/speed.json"));
+    const cJSON *ref = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(speed, "tokenizers"), speed_key);
+    cr_assert_eq(ids.count, (size_t)cJSON_GetObjectItemCaseSensitive(ref, "n_tokens")->valuedouble, "%s: token count",
+                 c->name);
+    /* FNV-1a over the ids as little-endian int32, as the fixture script hashes them */
+    uint64_t h = 0xCBF29CE484222325ull;
+    for (size_t i = 0; i < ids.count; i++)
+        for (int b = 0; b < 4; b++) h = (h ^ (((uint32_t)ids.ids[i] >> (8 * b)) & 0xFF)) * 0x100000001B3ull;
+    char hex[17];
+    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);
+    cr_assert_str_eq(hex, cJSON_GetObjectItemCaseSensitive(ref, "ids_fnv1a64_le_int32")->valuestring,
+                     "%s: the 1 MB text encodes to other ids than Hugging Face's", c->name);
+    cJSON_Delete(speed);
+    gale_tokens_free(&ids);
+    free(text);
+    gale_tokenizer_free(t);
+}
+
+Test(tokenizer, megabyte_smollm2_matches_hugging_face) { check_megabyte(&cases[0], "smollm2"); }
+Test(tokenizer, megabyte_gemma3_gguf_matches_hugging_face) { check_megabyte(&cases[2], "gemma3"); }

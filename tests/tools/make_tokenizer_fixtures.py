@@ -1088,6 +1088,14 @@ def timed(fn, n=5):
     return times
 
 
+def fnv1a64(data: bytes) -> str:
+    """FNV-1a 64 as hex: a hash the C tests compute without a crypto library."""
+    h = 0xCBF29CE484222325
+    for b in data:
+        h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return f"{h:016x}"
+
+
 def make_speed(corpus, paths: dict, hf_toks: dict) -> dict:
     text = speed_text(corpus)
     nbytes = len(text.encode("utf-8"))
@@ -1126,6 +1134,7 @@ def make_speed(corpus, paths: dict, hf_toks: dict) -> dict:
                                f"--work folder: {path.parent.name}/{path.name} (saved by this script, not committed)"),
             "n_tokens": len(ids),
             "ids_sha256_le_int32": hashlib.sha256(struct.pack(f"<{len(ids)}i", *ids)).hexdigest(),
+            "ids_fnv1a64_le_int32": fnv1a64(struct.pack(f"<{len(ids)}i", *ids)),
             "tokenizers_warm_s": [round(t, 5) for t in warm],
             "tokenizers_warm_median_MBps": round(nbytes / 1e6 / statistics.median(warm), 3),
             "tokenizers_cold_s": [round(t, 5) for t in cold],
