@@ -158,6 +158,50 @@ typedef struct gale_model_stats {
 
 gale_model_stats gale_model_get_stats(const gale_model *model);
 
+/* ---- running the model ------------------------------------------------------------ */
+
+/* A model and one sequence's KV cache on the CPU backend. The model must be loaded with
+ * its data (not metadata_only) and outlive the session. */
+typedef struct gale_session gale_session;
+
+typedef struct gale_engine_params {
+    int n_threads; /* 0: one per core */
+    int n_ctx;     /* 0: min(max_position_embeddings, 4096) */
+} gale_engine_params;
+
+gale_engine_params gale_engine_params_default(void);
+gale_status gale_session_new(const gale_model *model, const gale_engine_params *params, gale_session **out);
+void gale_session_free(gale_session *session);
+/* Appends n tokens to the sequence and runs them. logits: NULL, or [n, vocab] when
+ * all_logits, else [vocab] for the last token. */
+gale_status gale_session_forward(gale_session *session, const int32_t *ids, size_t n, bool all_logits, float *logits);
+void gale_session_reset(gale_session *session);
+int gale_session_position(const gale_session *session);
+int gale_session_context(const gale_session *session);
+
+typedef struct gale_sampling_params {
+    float temperature;        /* 0: greedy */
+    int top_k;                /* 0: off */
+    float top_p;              /* (0, 1]; 1: off */
+    float min_p;              /* [0, 1]; 0: off */
+    float repetition_penalty; /* 1: off (transformers' definition) */
+    float presence_penalty;   /* 0: off (OpenAI's definition) */
+    float frequency_penalty;  /* 0: off */
+    uint64_t seed;            /* same seed, same draws */
+} gale_sampling_params;
+
+/* llama.cpp's defaults: temperature 0.8, top_k 40, top_p 0.95, min_p 0.05. */
+gale_sampling_params gale_sampling_params_default(void);
+
+typedef struct gale_sampler gale_sampler;
+/* Invalid values (negative temperature, top_p outside (0, 1], …) are refused by name. */
+gale_status gale_sampler_new(const gale_sampling_params *params, int vocab, gale_sampler **out);
+/* Picks the next token from logits[vocab] (modified in place); history are the ids so
+ * far, for the penalties. */
+gale_status gale_sampler_sample(gale_sampler *sampler, float *logits, const int32_t *history, size_t n_history,
+                                int32_t *out);
+void gale_sampler_free(gale_sampler *sampler);
+
 /* ---- tokenizer ------------------------------------------------------------------- */
 
 typedef struct gale_tokenizer gale_tokenizer;

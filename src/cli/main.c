@@ -13,6 +13,7 @@ typedef struct command {
 
 static const command commands[] = {
     {"info", cmd_info, "show a model's architecture, layers, sizes and memory needs"},
+    {"logits", cmd_logits, "write the fp32 logits of every position of a prompt as .npy"},
     {"tokenize", cmd_tokenize, "encode text to token ids with a model's tokenizer, or decode ids"},
 };
 

@@ -1,0 +1,186 @@
+/* CPU backend: fp32 math over a thread pool. Loops are written as plain strided
+ * reductions with several accumulators so the compiler vectorises them without
+ * -ffast-math (which would change results run to run). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/backend.h"
+#include "core/dtype.h"
+#include "core/status.h"
+#include "model/quant.h"
+
+static float dot(const float *a, const float *b, int n) {
+    float acc[8] = {0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) acc[k] += a[i + k] * b[i + k];
+    float sum = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    for (; i < n; i++) sum += a[i] * b[i];
+    return sum;
+}
+
+/* ---- matmul: each thread takes a range of weight rows, dequantises a row once and
+ * uses it for every input row ---- */
+
+typedef struct matmul_job {
+    const float *x;
+    int n, in, out;
+    const gale_tensor *w;
+    uint64_t row_bytes;
+    float *y;
+    gale_status status;
+} matmul_job;
+
+static void matmul_rows(void *ctx, size_t begin, size_t end) {
+    matmul_job *j = ctx;
+    float *row = malloc((size_t)j->in * sizeof *row);
+    if (!row) {
+        j->status = GALE_ERR_OOM;
+        return;
+    }
+    const uint8_t *base = j->w->data;
+    for (size_t r = begin; r < end; r++) {
+        if (quant_dequantize_f32(j->w->dtype, base + r * j->row_bytes, (uint64_t)j->in, row) != GALE_OK) {
+            j->status = GALE_ERR_INTERNAL;
+            break;
+        }
+        for (int i = 0; i < j->n; i++) j->y[(size_t)i * j->out + r] = dot(j->x + (size_t)i * j->in, row, j->in);
+    }
+    free(row);
+}
+
+static gale_status cpu_matmul(backend *b, const float *x, int n, const gale_tensor *w, float *y) {
+    if (w->n_dims != 2) return gale_error(GALE_ERR_SHAPE, "matmul: weight must be 2-D");
+    matmul_job j = {.x = x, .n = n, .in = (int)w->shape[1], .out = (int)w->shape[0], .w = w, .y = y, .status = GALE_OK};
+    if (!dtype_row_bytes(w->dtype, (uint64_t)j.in, &j.row_bytes))
+        return gale_error(GALE_ERR_SHAPE, "matmul: rows of %d %s values are not whole blocks", j.in, gale_dtype_name(w->dtype));
+    parallel_for(b->pool, (size_t)j.out, 16, matmul_rows, &j);
+    if (j.status != GALE_OK) return gale_error(j.status, "matmul: dequantisation failed");
+    return GALE_OK;
+}
+
+static gale_status cpu_embed(backend *b, const gale_tensor *table, const int32_t *ids, int n, float scale, float *y) {
+    (void)b;
+    int dim = (int)table->shape[1];
+    uint64_t row_bytes;
+    if (!dtype_row_bytes(table->dtype, (uint64_t)dim, &row_bytes))
+        return gale_error(GALE_ERR_SHAPE, "embed: rows are not whole blocks");
+    for (int i = 0; i < n; i++) {
+        if (ids[i] < 0 || ids[i] >= table->shape[0])
+            return gale_error(GALE_ERR_INVALID_ARG, "token id %d is outside the vocabulary (%lld)", ids[i],
+                              (long long)table->shape[0]);
+        float *row = y + (size_t)i * dim;
+        GALE_TRY(quant_dequantize_f32(table->dtype, (const uint8_t *)table->data + (uint64_t)ids[i] * row_bytes,
+                                      (uint64_t)dim, row));
+        if (scale != 1.0f)
+            for (int k = 0; k < dim; k++) row[k] *= scale;
+    }
+    return GALE_OK;
+}
+
+static void cpu_rmsnorm(backend *b, const float *x, int n, int dim, const float *w, float offset, float eps, float *y) {
+    (void)b;
+    for (int i = 0; i < n; i++) {
+        const float *xi = x + (size_t)i * dim;
+        float *yi = y + (size_t)i * dim;
+        float mean_square = dot(xi, xi, dim) / (float)dim;
+        float inv = 1.0f / sqrtf(mean_square + eps);
+        for (int k = 0; k < dim; k++) yi[k] = (xi[k] * inv) * (offset + w[k]);
+    }
+}
+
+static void cpu_rope(backend *b, float *x, int n, int heads, int head_dim, const int32_t *positions, const float *inv_freq) {
+    (void)b;
+    const int half = head_dim / 2;
+    float cos_buf[512], sin_buf[512];
+    for (int i = 0; i < n; i++) {
+        for (int k = 0; k < half && k < 512; k++) {
+            float angle = (float)positions[i] * inv_freq[k];
+            cos_buf[k] = cosf(angle);
+            sin_buf[k] = sinf(angle);
+        }
+        for (int h = 0; h < heads; h++) {
+            float *v = x + ((size_t)i * heads + h) * head_dim;
+            for (int k = 0; k < half; k++) {
+                float a = v[k], c = v[k + half];
+                v[k] = a * cos_buf[k] - c * sin_buf[k];
+                v[k + half] = c * cos_buf[k] + a * sin_buf[k];
+            }
+        }
+    }
+}
+
+/* ---- attention: one (query position, head) per work item ---- */
+
+typedef struct attention_job {
+    const float *q, *k, *v;
+    int n, pos0;
+    const attention_params *p;
+    float *out;
+} attention_job;
+
+static void attention_items(void *ctx, size_t begin, size_t end) {
+    attention_job *j = ctx;
+    const attention_params *p = j->p;
+    const int hd = p->head_dim, group = p->n_heads / p->n_kv_heads, total = j->pos0 + j->n;
+    float *scores = malloc((size_t)total * sizeof *scores);
+    if (!scores) return;
+    for (size_t item = begin; item < end; item++) {
+        int i = (int)(item / (size_t)p->n_heads), h = (int)(item % (size_t)p->n_heads), kvh = h / group;
+        int query_pos = j->pos0 + i;
+        int first = p->window > 0 && query_pos - p->window + 1 > 0 ? query_pos - p->window + 1 : 0;
+        const float *q = j->q + ((size_t)i * p->n_heads + h) * hd;
+        float max = -INFINITY;
+        for (int t = first; t <= query_pos; t++) {
+            float s = dot(q, j->k + ((size_t)t * p->n_kv_heads + kvh) * hd, hd) * p->scale;
+            if (p->softcap > 0) s = p->softcap * tanhf(s / p->softcap);
+            scores[t] = s;
+            if (s > max) max = s;
+        }
+        float sum = 0;
+        for (int t = first; t <= query_pos; t++) sum += scores[t] = expf(scores[t] - max);
+        float *o = j->out + ((size_t)i * p->n_heads + h) * hd;
+        memset(o, 0, (size_t)hd * sizeof *o);
+        for (int t = first; t <= query_pos; t++) {
+            const float *v = j->v + ((size_t)t * p->n_kv_heads + kvh) * hd;
+            float weight = scores[t] / sum;
+            for (int d = 0; d < hd; d++) o[d] += weight * v[d];
+        }
+    }
+    free(scores);
+}
+
+static void cpu_attention(backend *b, const float *q, const float *k, const float *v, int n, int pos0,
+                          const attention_params *p, float *out) {
+    attention_job j = {q, k, v, n, pos0, p, out};
+    parallel_for(b->pool, (size_t)n * (size_t)p->n_heads, 4, attention_items, &j);
+}
+
+static void cpu_gated_activation(backend *b, float *gate, const float *up, size_t count, gale_activation act) {
+    (void)b;
+    if (act == GALE_ACT_SILU) {
+        for (size_t i = 0; i < count; i++) gate[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+    } else {
+        const float c = 0.7978845608028654f; /* sqrt(2/pi) */
+        for (size_t i = 0; i < count; i++) {
+            float x = gate[i];
+            gate[i] = 0.5f * x * (1.0f + tanhf(c * (x + 0.044715f * x * x * x))) * up[i];
+        }
+    }
+}
+
+static void cpu_softcap(backend *b, float *x, size_t count, float cap) {
+    (void)b;
+    for (size_t i = 0; i < count; i++) x[i] = cap * tanhf(x[i] / cap);
+}
+
+const backend_ops cpu_backend_ops = {
+    .matmul = cpu_matmul,
+    .embed = cpu_embed,
+    .rmsnorm = cpu_rmsnorm,
+    .rope = cpu_rope,
+    .attention = cpu_attention,
+    .gated_activation = cpu_gated_activation,
+    .softcap = cpu_softcap,
+};

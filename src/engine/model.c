@@ -1,0 +1,276 @@
+/* The forward pass: one function for every family, the config choosing the switches
+ * (norm offset, embedding scale, sandwich norms, q/k norm, softcaps, per-layer window and
+ * rope, dense or MoE MLP). It runs over backend ops on fp32 activations and a KV cache
+ * owned by the session. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/backend.h"
+#include "core/status.h"
+#include "engine/kvcache.h"
+#include "model/config.h"
+#include "model/model.h"
+#include "model/quant.h"
+
+typedef struct layer_norms {
+    float *attn, *ffn, *post_attn, *post_ffn, *q, *k; /* fp32 copies; NULL when absent */
+} layer_norms;
+
+struct gale_session {
+    const gale_model *model;
+    const gale_config *c;
+    const model_weights *w;
+    backend b;
+    kv_cache cache;
+    layer_norms *norms;   /* [n_layers] */
+    float *final_norm;    /* [H] */
+    float *inv_freq;      /* [n_layers, head_dim/2] */
+    float *arena;         /* storage of the fp32 norm weights */
+    int pos;              /* tokens in the cache */
+    /* scratch for n tokens, grown on demand */
+    int cap_tokens;
+    float *x, *h, *q, *k, *v, *attn, *gate, *up, *tmp;
+    float *expert_out;    /* [H] */
+};
+
+gale_engine_params gale_engine_params_default(void) {
+    return (gale_engine_params){.n_threads = 0, .n_ctx = 0};
+}
+
+/* ---- set-up ---- */
+
+static gale_status copy_norm(const gale_tensor *t, float **cursor, float **out) {
+    *out = NULL;
+    if (!t) return GALE_OK;
+    *out = *cursor;
+    *cursor += tensor_numel(t);
+    return tensor_to_f32(t, *out);
+}
+
+static gale_status prepare_norms(gale_session *s) {
+    const gale_config *c = s->c;
+    const model_weights *w = s->w;
+    size_t total = (size_t)c->hidden;
+    for (int l = 0; l < c->n_layers; l++) {
+        const layer_weights *lw = &w->layers[l];
+        const gale_tensor *all[] = {lw->attn_norm, lw->ffn_norm, lw->post_attn_norm, lw->post_ffn_norm, lw->q_norm, lw->k_norm};
+        for (size_t i = 0; i < 6; i++) total += all[i] ? tensor_numel(all[i]) : 0;
+    }
+    s->arena = malloc(total * sizeof(float));
+    s->norms = calloc((size_t)c->n_layers, sizeof *s->norms);
+    if (!s->arena || !s->norms) return gale_error(GALE_ERR_OOM, "session: out of memory");
+    float *cursor = s->arena;
+    GALE_TRY(copy_norm(w->final_norm, &cursor, &s->final_norm));
+    for (int l = 0; l < c->n_layers; l++) {
+        const layer_weights *lw = &w->layers[l];
+        layer_norms *n = &s->norms[l];
+        GALE_TRY(copy_norm(lw->attn_norm, &cursor, &n->attn));
+        GALE_TRY(copy_norm(lw->ffn_norm, &cursor, &n->ffn));
+        GALE_TRY(copy_norm(lw->post_attn_norm, &cursor, &n->post_attn));
+        GALE_TRY(copy_norm(lw->post_ffn_norm, &cursor, &n->post_ffn));
+        GALE_TRY(copy_norm(lw->q_norm, &cursor, &n->q));
+        GALE_TRY(copy_norm(lw->k_norm, &cursor, &n->k));
+    }
+    return GALE_OK;
+}
+
+static gale_status grow_scratch(gale_session *s, int n) {
+    if (n <= s->cap_tokens) return GALE_OK;
+    const gale_config *c = s->c;
+    size_t H = (size_t)c->hidden, qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
+    size_t I = (size_t)c->intermediate, wide = H > qd ? H : qd;
+    float **bufs[] = {&s->x, &s->h, &s->q, &s->k, &s->v, &s->attn, &s->gate, &s->up, &s->tmp};
+    size_t sizes[] = {H, wide, qd, kvd, kvd, qd, I, I, wide};
+    for (size_t i = 0; i < 9; i++) {
+        float *grown = realloc(*bufs[i], (size_t)n * sizes[i] * sizeof(float));
+        if (!grown) return gale_error(GALE_ERR_OOM, "session: out of memory for %d tokens", n);
+        *bufs[i] = grown;
+    }
+    s->cap_tokens = n;
+    return GALE_OK;
+}
+
+gale_status gale_session_new(const gale_model *model, const gale_engine_params *params, gale_session **out) {
+    if (!model || !out) return gale_error(GALE_ERR_INVALID_ARG, "gale_session_new: model and out are required");
+    *out = NULL;
+    gale_engine_params defaults = gale_engine_params_default();
+    if (!params) params = &defaults;
+    if (params->n_ctx < 0 || params->n_threads < 0)
+        return gale_error(GALE_ERR_INVALID_ARG, "session: n_ctx and n_threads must not be negative");
+    const gale_config *config = gale_model_config(model);
+    if (config->n_experts > 1024 || config->n_experts_per_tok > 64)
+        return gale_error(GALE_ERR_UNSUPPORTED, "session: %d experts, %d per token: at most 1024 and 64",
+                          config->n_experts, config->n_experts_per_tok);
+    if (config->head_dim > 1024)
+        return gale_error(GALE_ERR_UNSUPPORTED, "session: head_dim %d is above 1024", config->head_dim);
+    if (!model_get_weights(model)->embed->data)
+        return gale_error(GALE_ERR_INVALID_ARG, "session: the model was loaded metadata-only");
+    gale_session *s = calloc(1, sizeof *s);
+    if (!s) return gale_error(GALE_ERR_OOM, "session: out of memory");
+    s->model = model;
+    s->c = gale_model_config(model);
+    s->w = model_get_weights(model);
+    s->b.ops = &cpu_backend_ops;
+    int n_ctx = params->n_ctx ? params->n_ctx : (s->c->max_position_embeddings < 4096 ? s->c->max_position_embeddings : 4096);
+    gale_status status = thread_pool_create(params->n_threads, &s->b.pool);
+    if (status == GALE_OK) status = kv_cache_init(&s->cache, s->c->n_layers, n_ctx, s->c->n_kv_heads * s->c->head_dim);
+    if (status == GALE_OK) status = prepare_norms(s);
+    if (status == GALE_OK) {
+        int half = s->c->head_dim / 2;
+        s->inv_freq = malloc((size_t)s->c->n_layers * (size_t)half * sizeof(float));
+        s->expert_out = malloc((size_t)s->c->hidden * sizeof(float));
+        if (!s->inv_freq || !s->expert_out) status = gale_error(GALE_ERR_OOM, "session: out of memory");
+        for (int l = 0; status == GALE_OK && l < s->c->n_layers; l++) config_rope_inv_freq(s->c, l, s->inv_freq + (size_t)l * half);
+    }
+    if (status != GALE_OK) {
+        gale_session_free(s);
+        return status;
+    }
+    *out = s;
+    return GALE_OK;
+}
+
+void gale_session_free(gale_session *s) {
+    if (!s) return;
+    thread_pool_destroy(s->b.pool);
+    kv_cache_free(&s->cache);
+    free(s->norms);
+    free(s->arena);
+    free(s->inv_freq);
+    float *bufs[] = {s->x, s->h, s->q, s->k, s->v, s->attn, s->gate, s->up, s->tmp, s->expert_out};
+    for (size_t i = 0; i < 10; i++) free(bufs[i]);
+    free(s);
+}
+
+void gale_session_reset(gale_session *s) { s->pos = 0; }
+int gale_session_position(const gale_session *s) { return s->pos; }
+int gale_session_context(const gale_session *s) { return s->cache.n_ctx; }
+
+/* ---- the forward ---- */
+
+static void add_into(float *x, const float *y, size_t count) {
+    for (size_t i = 0; i < count; i++) x[i] += y[i];
+}
+
+/* Mixtral: softmax over all router logits in fp32, top-k, weights renormalised to sum 1;
+ * each token's chosen experts run on that token alone. */
+static gale_status moe(gale_session *s, const layer_weights *lw, int n, float *out) {
+    const gale_config *c = s->c;
+    const int H = c->hidden, E = c->n_experts, K = c->n_experts_per_tok;
+    float router[1024];
+    int chosen[64];
+    for (int i = 0; i < n; i++) {
+        const float *x = s->h + (size_t)i * H;
+        GALE_TRY(s->b.ops->matmul(&s->b, x, 1, lw->router, router));
+        float max = router[0], sum = 0;
+        for (int e = 1; e < E; e++) max = router[e] > max ? router[e] : max;
+        for (int e = 0; e < E; e++) sum += router[e] = expf(router[e] - max);
+        for (int e = 0; e < E; e++) router[e] /= sum;
+        float kept = 0;
+        for (int k = 0; k < K; k++) {
+            int best = -1;
+            for (int e = 0; e < E; e++) {
+                bool taken = false;
+                for (int j = 0; j < k; j++) taken |= chosen[j] == e;
+                if (!taken && (best < 0 || router[e] > router[best])) best = e;
+            }
+            chosen[k] = best;
+            kept += router[best];
+        }
+        float *y = out + (size_t)i * H;
+        memset(y, 0, (size_t)H * sizeof *y);
+        for (int k = 0; k < K; k++) {
+            int e = chosen[k];
+            GALE_TRY(s->b.ops->matmul(&s->b, x, 1, &lw->expert_gate[e], s->gate));
+            GALE_TRY(s->b.ops->matmul(&s->b, x, 1, &lw->expert_up[e], s->up));
+            s->b.ops->gated_activation(&s->b, s->gate, s->up, (size_t)c->intermediate, c->activation);
+            GALE_TRY(s->b.ops->matmul(&s->b, s->gate, 1, &lw->expert_down[e], s->expert_out));
+            float weight = router[e] / kept;
+            for (int d = 0; d < H; d++) y[d] += weight * s->expert_out[d];
+        }
+    }
+    return GALE_OK;
+}
+
+static gale_status attention_block(gale_session *s, int l, int n, const int32_t *positions) {
+    const gale_config *c = s->c;
+    const layer_weights *lw = &s->w->layers[l];
+    const layer_norms *norms = &s->norms[l];
+    const backend_ops *ops = s->b.ops;
+    const int H = c->hidden, hd = c->head_dim, half = hd / 2;
+    const int qd = c->n_heads * hd, kvd = c->n_kv_heads * hd;
+    ops->rmsnorm(&s->b, s->x, n, H, norms->attn, c->norm_weight_offset, c->rms_norm_eps, s->h);
+    GALE_TRY(ops->matmul(&s->b, s->h, n, lw->wq, s->q));
+    GALE_TRY(ops->matmul(&s->b, s->h, n, lw->wk, s->k));
+    GALE_TRY(ops->matmul(&s->b, s->h, n, lw->wv, s->v));
+    if (c->qk_norm) {
+        ops->rmsnorm(&s->b, s->q, n * c->n_heads, hd, norms->q, c->norm_weight_offset, c->rms_norm_eps, s->q);
+        ops->rmsnorm(&s->b, s->k, n * c->n_kv_heads, hd, norms->k, c->norm_weight_offset, c->rms_norm_eps, s->k);
+    }
+    const float *inv_freq = s->inv_freq + (size_t)l * half;
+    ops->rope(&s->b, s->q, n, c->n_heads, hd, positions, inv_freq);
+    ops->rope(&s->b, s->k, n, c->n_kv_heads, hd, positions, inv_freq);
+    float *k_cache = kv_cache_keys(&s->cache, l), *v_cache = kv_cache_values(&s->cache, l);
+    memcpy(k_cache + (size_t)s->pos * kvd, s->k, (size_t)n * kvd * sizeof(float));
+    memcpy(v_cache + (size_t)s->pos * kvd, s->v, (size_t)n * kvd * sizeof(float));
+    attention_params p = {.n_heads = c->n_heads, .n_kv_heads = c->n_kv_heads, .head_dim = hd, .scale = c->attn_scale,
+                          .softcap = c->attn_softcap, .window = c->layers[l].window};
+    ops->attention(&s->b, s->q, k_cache, v_cache, n, s->pos, &p, s->attn);
+    (void)qd;
+    GALE_TRY(ops->matmul(&s->b, s->attn, n, lw->wo, s->tmp));
+    if (norms->post_attn) ops->rmsnorm(&s->b, s->tmp, n, H, norms->post_attn, c->norm_weight_offset, c->rms_norm_eps, s->tmp);
+    add_into(s->x, s->tmp, (size_t)n * H);
+    return GALE_OK;
+}
+
+static gale_status mlp_block(gale_session *s, int l, int n) {
+    const gale_config *c = s->c;
+    const layer_weights *lw = &s->w->layers[l];
+    const layer_norms *norms = &s->norms[l];
+    const backend_ops *ops = s->b.ops;
+    const int H = c->hidden;
+    ops->rmsnorm(&s->b, s->x, n, H, norms->ffn, c->norm_weight_offset, c->rms_norm_eps, s->h);
+    if (c->n_experts > 0) {
+        GALE_TRY(moe(s, lw, n, s->tmp));
+    } else {
+        GALE_TRY(ops->matmul(&s->b, s->h, n, lw->w_gate, s->gate));
+        GALE_TRY(ops->matmul(&s->b, s->h, n, lw->w_up, s->up));
+        ops->gated_activation(&s->b, s->gate, s->up, (size_t)n * c->intermediate, c->activation);
+        GALE_TRY(ops->matmul(&s->b, s->gate, n, lw->w_down, s->tmp));
+    }
+    if (norms->post_ffn) ops->rmsnorm(&s->b, s->tmp, n, H, norms->post_ffn, c->norm_weight_offset, c->rms_norm_eps, s->tmp);
+    add_into(s->x, s->tmp, (size_t)n * H);
+    return GALE_OK;
+}
+
+gale_status gale_session_forward(gale_session *s, const int32_t *ids, size_t n_ids, bool all_logits, float *logits) {
+    if (!s || (!ids && n_ids)) return gale_error(GALE_ERR_INVALID_ARG, "gale_session_forward: NULL argument");
+    if (n_ids == 0) return gale_error(GALE_ERR_INVALID_ARG, "forward: no tokens (empty prompt)");
+    if ((size_t)s->pos + n_ids > (size_t)s->cache.n_ctx)
+        return gale_error(GALE_ERR_INVALID_ARG, "forward: %zu tokens after %d do not fit the context of %d tokens",
+                          n_ids, s->pos, s->cache.n_ctx);
+    const gale_config *c = s->c;
+    const int n = (int)n_ids, H = c->hidden;
+    GALE_TRY(grow_scratch(s, n));
+    int32_t *positions = malloc((size_t)n * sizeof *positions);
+    if (!positions) return gale_error(GALE_ERR_OOM, "forward: out of memory");
+    for (int i = 0; i < n; i++) positions[i] = s->pos + i;
+    /* Gemma scales embeddings by sqrt(H) in the activation dtype (fp32 here) */
+    float scale = c->embed_scale_sqrt_hidden ? (float)sqrt((double)H) : 1.0f;
+    gale_status status = s->b.ops->embed(&s->b, s->w->embed, ids, n, scale, s->x);
+    for (int l = 0; status == GALE_OK && l < c->n_layers; l++) {
+        status = attention_block(s, l, n, positions);
+        if (status == GALE_OK) status = mlp_block(s, l, n);
+    }
+    free(positions);
+    GALE_TRY(status);
+    s->pos += n;
+    if (!logits) return GALE_OK;
+    int rows = all_logits ? n : 1;
+    const float *last = s->x + (size_t)(n - rows) * H;
+    s->b.ops->rmsnorm(&s->b, last, rows, H, s->final_norm, c->norm_weight_offset, c->rms_norm_eps, s->h);
+    GALE_TRY(s->b.ops->matmul(&s->b, s->h, rows, s->w->lm_head, logits));
+    if (c->final_softcap > 0) s->b.ops->softcap(&s->b, logits, (size_t)rows * c->vocab, c->final_softcap);
+    return GALE_OK;
+}

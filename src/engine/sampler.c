@@ -1,0 +1,155 @@
+/* Token sampling: penalties, temperature, top-k, top-p, min-p, then a draw from a seeded
+ * generator (xoshiro256**), so the same seed gives the same text. Temperature 0 is
+ * greedy. The order follows llama.cpp's default chain and transformers' processors. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/status.h"
+#include "gale.h"
+
+struct gale_sampler {
+    gale_sampling_params p;
+    int vocab;
+    uint64_t state[4];
+    int32_t *order;  /* [vocab] candidate ids */
+    float *probs;    /* [vocab] */
+    int32_t *counts; /* [vocab] occurrences in the history, for the penalties */
+};
+
+gale_sampling_params gale_sampling_params_default(void) {
+    return (gale_sampling_params){.temperature = 0.8f, .top_k = 40, .top_p = 0.95f, .min_p = 0.05f,
+                                  .repetition_penalty = 1.0f, .seed = 0};
+}
+
+static uint64_t splitmix64(uint64_t *x) {
+    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static uint64_t next_u64(uint64_t s[4]) {
+    uint64_t result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0], s[3] ^= s[1], s[1] ^= s[2], s[0] ^= s[3], s[2] ^= t, s[3] = rotl(s[3], 45);
+    return result;
+}
+
+/* uniform in [0, 1) with 53 random bits */
+static double next_uniform(uint64_t s[4]) { return (double)(next_u64(s) >> 11) * 0x1p-53; }
+
+gale_status gale_sampler_new(const gale_sampling_params *p, int vocab, gale_sampler **out) {
+    *out = NULL;
+    if (!p || vocab <= 0) return gale_error(GALE_ERR_INVALID_ARG, "sampler: parameters and a vocabulary are required");
+    if (!(p->temperature >= 0) || !isfinite(p->temperature))
+        return gale_error(GALE_ERR_INVALID_ARG, "sampler: temperature %g must be >= 0", (double)p->temperature);
+    if (!(p->top_p > 0 && p->top_p <= 1))
+        return gale_error(GALE_ERR_INVALID_ARG, "sampler: top_p %g must be in (0, 1]", (double)p->top_p);
+    if (!(p->min_p >= 0 && p->min_p <= 1))
+        return gale_error(GALE_ERR_INVALID_ARG, "sampler: min_p %g must be in [0, 1]", (double)p->min_p);
+    if (p->top_k < 0) return gale_error(GALE_ERR_INVALID_ARG, "sampler: top_k %d must be >= 0 (0: off)", p->top_k);
+    if (!(p->repetition_penalty > 0) || !isfinite(p->repetition_penalty))
+        return gale_error(GALE_ERR_INVALID_ARG, "sampler: repetition_penalty %g must be > 0", (double)p->repetition_penalty);
+    if (!isfinite(p->presence_penalty) || !isfinite(p->frequency_penalty))
+        return gale_error(GALE_ERR_INVALID_ARG, "sampler: penalties must be finite");
+    gale_sampler *s = calloc(1, sizeof *s);
+    if (!s) return gale_error(GALE_ERR_OOM, "sampler: out of memory");
+    s->p = *p;
+    s->vocab = vocab;
+    s->order = malloc((size_t)vocab * sizeof *s->order);
+    s->probs = malloc((size_t)vocab * sizeof *s->probs);
+    s->counts = calloc((size_t)vocab, sizeof *s->counts);
+    if (!s->order || !s->probs || !s->counts) {
+        gale_sampler_free(s);
+        return gale_error(GALE_ERR_OOM, "sampler: out of memory");
+    }
+    uint64_t seed = p->seed;
+    for (int i = 0; i < 4; i++) s->state[i] = splitmix64(&seed);
+    *out = s;
+    return GALE_OK;
+}
+
+void gale_sampler_free(gale_sampler *s) {
+    if (!s) return;
+    free(s->order);
+    free(s->probs);
+    free(s->counts);
+    free(s);
+}
+
+static void apply_penalties(gale_sampler *s, float *logits, const int32_t *history, size_t n) {
+    const gale_sampling_params *p = &s->p;
+    if (p->repetition_penalty == 1.0f && p->presence_penalty == 0 && p->frequency_penalty == 0) return;
+    for (size_t i = 0; i < n; i++)
+        if (history[i] >= 0 && history[i] < s->vocab) s->counts[history[i]]++;
+    for (size_t i = 0; i < n; i++) {
+        int32_t id = history[i];
+        if (id < 0 || id >= s->vocab || s->counts[id] == 0) continue;
+        float *l = &logits[id];
+        /* transformers' repetition penalty: shrink positive logits, push negative ones down */
+        *l = *l > 0 ? *l / p->repetition_penalty : *l * p->repetition_penalty;
+        *l -= p->presence_penalty + p->frequency_penalty * (float)s->counts[id];
+        s->counts[id] = 0; /* each id once */
+    }
+}
+
+static int32_t argmax(const float *x, int n) {
+    int32_t best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return best;
+}
+
+static const float *sort_key;
+static int by_logit_desc(const void *a, const void *b) {
+    float x = sort_key[*(const int32_t *)a], y = sort_key[*(const int32_t *)b];
+    if (x != y) return x > y ? -1 : 1;
+    return *(const int32_t *)a - *(const int32_t *)b; /* ties: lower id first, deterministic */
+}
+
+/* Candidates sorted by logit, cut to top_k (0: all). Returns how many. */
+static int top_candidates(gale_sampler *s, const float *logits) {
+    int n = s->vocab;
+    for (int i = 0; i < n; i++) s->order[i] = i;
+    sort_key = logits;
+    qsort(s->order, (size_t)n, sizeof *s->order, by_logit_desc);
+    return s->p.top_k > 0 && s->p.top_k < n ? s->p.top_k : n;
+}
+
+gale_status gale_sampler_sample(gale_sampler *s, float *logits, const int32_t *history, size_t n_history, int32_t *out) {
+    apply_penalties(s, logits, history, n_history);
+    if (s->p.temperature == 0) {
+        *out = argmax(logits, s->vocab);
+        return GALE_OK;
+    }
+    int n = top_candidates(s, logits);
+    float max = logits[s->order[0]] / s->p.temperature;
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += s->probs[i] = expf(logits[s->order[i]] / s->p.temperature - max);
+    /* top-p: the smallest prefix whose mass reaches p; min-p: drop tokens below min_p·p_max */
+    double cumulative = 0;
+    int keep = n;
+    for (int i = 0; i < n; i++) {
+        cumulative += s->probs[i] / sum;
+        if (cumulative >= s->p.top_p) {
+            keep = i + 1;
+            break;
+        }
+    }
+    float floor = s->p.min_p * s->probs[0];
+    while (keep > 1 && s->probs[keep - 1] < floor) keep--;
+    double kept = 0;
+    for (int i = 0; i < keep; i++) kept += s->probs[i];
+    double r = next_uniform(s->state) * kept;
+    for (int i = 0; i < keep; i++) {
+        r -= s->probs[i];
+        if (r < 0) {
+            *out = s->order[i];
+            return GALE_OK;
+        }
+    }
+    *out = s->order[keep - 1];
+    return GALE_OK;
+}
