@@ -5,6 +5,8 @@
 int cmd_info(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
 
 /* Prints "gale: <message>" and the library's last error to stderr; returns 1. */
 int cli_fail(const char *what);

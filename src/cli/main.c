@@ -13,6 +13,8 @@ typedef struct command {
 
 static const command commands[] = {
     {"info", cmd_info, "show a model's architecture, layers, sizes and memory needs"},
+    {"generate", cmd_generate, "generate text from a prompt, streamed (default model: SmolLM2-135M)"},
+    {"chat", cmd_chat, "interactive multi-turn chat with the model's chat template"},
     {"logits", cmd_logits, "write the fp32 logits of every position of a prompt as .npy"},
     {"tokenize", cmd_tokenize, "encode text to token ids with a model's tokenizer, or decode ids"},
 };

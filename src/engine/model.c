@@ -104,8 +104,11 @@ gale_status gale_session_new(const gale_model *model, const gale_engine_params *
                           config->n_experts, config->n_experts_per_tok);
     if (config->head_dim > 1024)
         return gale_error(GALE_ERR_UNSUPPORTED, "session: head_dim %d is above 1024", config->head_dim);
-    if (!model_get_weights(model)->embed->data)
-        return gale_error(GALE_ERR_INVALID_ARG, "session: the model was loaded metadata-only");
+    const tensor_table *table = model_get_tensor_table(model);
+    for (size_t i = 0; i < table->count; i++)
+        if (table->entries[i].bound && !table->entries[i].tensor.data)
+            return gale_error(GALE_ERR_INVALID_ARG, "session: tensor '%s' has no data (the model was loaded metadata-only)",
+                              table->entries[i].name);
     gale_session *s = calloc(1, sizeof *s);
     if (!s) return gale_error(GALE_ERR_OOM, "session: out of memory");
     s->model = model;

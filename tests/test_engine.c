@@ -1,0 +1,147 @@
+/* The CPU forward against transformers (fixtures: tests/tools/make_engine_fixtures.py,
+ * fp32, eager attention): logits at every position of a 100-token sequence within 1e-4
+ * relative (max |a-b| / max |ref|) for every family, and the 32-token greedy continuation
+ * identical — generated with the KV cache, one token at a time. */
+#include <criterion/criterion.h>
+#include <criterion/parameterized.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/npy.h"
+#include "test_support.h"
+
+static const char *const families[] = {"llama", "mistral", "mixtral", "gemma", "gemma2", "gemma3_text"};
+enum { N_FAMILIES = sizeof families / sizeof families[0] };
+
+static gale_model *load_model(const char *path) {
+    gale_load_params p = gale_load_params_default();
+    p.quiet = true;
+    gale_model *m = NULL;
+    cr_assert_eq(gale_model_load(path, &p, &m), GALE_OK, "%s", gale_last_error());
+    return m;
+}
+
+static gale_session *new_session(const gale_model *m, int threads) {
+    gale_engine_params ep = gale_engine_params_default();
+    ep.n_threads = threads;
+    gale_session *s = NULL;
+    cr_assert_eq(gale_session_new(m, &ep, &s), GALE_OK, "%s", gale_last_error());
+    return s;
+}
+
+static int32_t *json_ids(const cJSON *list, size_t *n) {
+    *n = (size_t)cJSON_GetArraySize(list);
+    int32_t *ids = malloc(*n * sizeof *ids + 1);
+    for (size_t i = 0; i < *n; i++) ids[i] = cJSON_GetArrayItem(list, (int)i)->valueint;
+    return ids;
+}
+
+/* max |a - b| / max |ref|, NaN-safe (a NaN gives infinity) */
+static double relative_error(const float *a, const float *ref, size_t n) {
+    double diff = 0, scale = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - ref[i]);
+        if (!(d <= diff)) diff = isnan(d) ? INFINITY : d;
+        if (fabs(ref[i]) > scale) scale = fabs(ref[i]);
+    }
+    return diff / scale;
+}
+
+static void check_logits(const char *family, int threads) {
+    char dir[256], path[512];
+    snprintf(dir, sizeof dir, "tiny/%s", family);
+    gale_model *m = load_model(fixture(dir));
+    gale_session *s = new_session(m, threads);
+    snprintf(path, sizeof path, "engine/%s/meta.json", family);
+    cJSON *meta = load_json(fixture(path));
+    size_t n;
+    int32_t *ids = json_ids(cJSON_GetObjectItemCaseSensitive(meta, "input_ids"), &n);
+    float *ref;
+    int64_t shape[2];
+    int n_dims;
+    snprintf(path, sizeof path, "engine/%s/logits.npy", family);
+    cr_assert_eq(npy_read_f32(fixture(path), &ref, shape, &n_dims, 2), GALE_OK, "%s", gale_last_error());
+    int vocab = gale_model_config(m)->vocab;
+    cr_assert_eq(shape[0], (int64_t)n);
+    cr_assert_eq(shape[1], vocab);
+    float *got = guarded_alloc(n * (size_t)vocab);
+    cr_assert_eq(gale_session_forward(s, ids, n, true, got), GALE_OK, "%s", gale_last_error());
+    double err = relative_error(got, ref, n * (size_t)vocab);
+    fprintf(stderr, "parity %s (%d threads): max|a-b|/max|ref| = %.3g over %zu positions\n", family, threads, err, n);
+    cr_assert(err <= 1e-4, "%s (%d threads): logits differ from transformers by %.3g relative", family, threads, err);
+    guarded_check_free(got, n * (size_t)vocab, "logits");
+    free(ref);
+    free(ids);
+    cJSON_Delete(meta);
+    gale_session_free(s);
+    gale_model_free(m);
+}
+
+static void check_greedy(const char *family) {
+    char dir[256], path[512];
+    snprintf(dir, sizeof dir, "tiny/%s", family);
+    gale_model *m = load_model(fixture(dir));
+    gale_session *s = new_session(m, 0);
+    snprintf(path, sizeof path, "engine/%s/greedy.json", family);
+    cJSON *g = load_json(fixture(path));
+    size_t n_prompt, n_want;
+    int32_t *prompt = json_ids(cJSON_GetObjectItemCaseSensitive(g, "prompt_ids"), &n_prompt);
+    int32_t *want = json_ids(cJSON_GetObjectItemCaseSensitive(g, "generated_ids"), &n_want);
+    int vocab = gale_model_config(m)->vocab;
+    float *logits = malloc((size_t)vocab * sizeof *logits);
+    cr_assert_eq(gale_session_forward(s, prompt, n_prompt, false, logits), GALE_OK);
+    for (size_t i = 0; i < n_want; i++) {
+        int32_t best = 0;
+        for (int v = 1; v < vocab; v++)
+            if (logits[v] > logits[best]) best = v;
+        cr_assert_eq(best, want[i], "%s: greedy token %zu is %d, transformers chose %d", family, i, best, want[i]);
+        cr_assert_eq(gale_session_forward(s, &best, 1, false, logits), GALE_OK);
+    }
+    free(logits);
+    free(prompt);
+    free(want);
+    cJSON_Delete(g);
+    gale_session_free(s);
+    gale_model_free(m);
+}
+
+ParameterizedTestParameters(engine, logits_match_transformers) { return index_params(N_FAMILIES); }
+ParameterizedTest(size_t *i, engine, logits_match_transformers) { check_logits(families[*i], 0); }
+
+ParameterizedTestParameters(engine, logits_on_one_thread) { return index_params(N_FAMILIES); }
+ParameterizedTest(size_t *i, engine, logits_on_one_thread) { check_logits(families[*i], 1); }
+
+ParameterizedTestParameters(engine, greedy_matches_transformers) { return index_params(N_FAMILIES); }
+ParameterizedTest(size_t *i, engine, greedy_matches_transformers) { check_greedy(families[*i]); }
+
+/* ---- bad input ---- */
+
+Test(engine, prompt_longer_than_the_context) {
+    gale_model *m = load_model(fixture("tiny/llama"));
+    gale_engine_params ep = gale_engine_params_default();
+    ep.n_ctx = 8;
+    gale_session *s;
+    cr_assert_eq(gale_session_new(m, &ep, &s), GALE_OK);
+    int32_t ids[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+    assert_error(gale_session_forward(s, ids, 9, false, NULL), GALE_ERR_INVALID_ARG, "context of 8");
+    assert_error(gale_session_forward(s, ids, 0, false, NULL), GALE_ERR_INVALID_ARG, "empty prompt");
+    int32_t bad = 100000;
+    assert_error(gale_session_forward(s, &bad, 1, false, NULL), GALE_ERR_INVALID_ARG, "100000");
+    gale_session_free(s);
+    ep.n_ctx = -1;
+    assert_error(gale_session_new(m, &ep, &s), GALE_ERR_INVALID_ARG, "n_ctx");
+    gale_model_free(m);
+}
+
+Test(engine, metadata_only_model_cannot_run) {
+    gale_load_params p = gale_load_params_default();
+    p.quiet = p.metadata_only = true;
+    gale_model *m;
+    cr_assert_eq(gale_model_load(fixture("gguf/tiny_llama.gguf"), &p, &m), GALE_OK);
+    gale_session *s;
+    /* the GGUF's un-permuted Q/K rows are not made in a metadata-only load */
+    assert_error(gale_session_new(m, NULL, &s), GALE_ERR_INVALID_ARG, "metadata-only");
+    gale_model_free(m);
+}
