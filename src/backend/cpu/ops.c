@@ -40,12 +40,15 @@ static void matmul_rows(void *ctx, size_t begin, size_t end) {
         return;
     }
     const uint8_t *base = j->w->data;
+    /* aligned fp32 weights are used in place; anything else is dequantised row by row */
+    const bool direct = j->w->dtype == GALE_F32 && ((uintptr_t)base % sizeof(float)) == 0;
     for (size_t r = begin; r < end; r++) {
-        if (quant_dequantize_f32(j->w->dtype, base + r * j->row_bytes, (uint64_t)j->in, row) != GALE_OK) {
+        const float *w_row = direct ? (const float *)(base + r * j->row_bytes) : row;
+        if (!direct && quant_dequantize_f32(j->w->dtype, base + r * j->row_bytes, (uint64_t)j->in, row) != GALE_OK) {
             j->status = GALE_ERR_INTERNAL;
             break;
         }
-        for (int i = 0; i < j->n; i++) j->y[(size_t)i * j->out + r] = dot(j->x + (size_t)i * j->in, row, j->in);
+        for (int i = 0; i < j->n; i++) j->y[(size_t)i * j->out + r] = dot(j->x + (size_t)i * j->in, w_row, j->in);
     }
     free(row);
 }
