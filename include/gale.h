@@ -168,7 +168,8 @@ typedef struct gale_engine_params {
     int n_threads; /* 0: one per core */
     int n_ctx;     /* 0: min(max_position_embeddings, 4096) */
     bool prepare_weights; /* dequantise matmul weights to fp32 once (4 bytes a parameter,
-                             several times faster decode); false: dequantise row by row */
+                             faster decode) when that fits in half the memory; false, or
+                             too large: dequantise row by row as they are used */
 } gale_engine_params;
 
 gale_engine_params gale_engine_params_default(void);

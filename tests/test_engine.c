@@ -145,3 +145,27 @@ Test(engine, metadata_only_model_cannot_run) {
     assert_error(gale_session_new(m, NULL, &s), GALE_ERR_INVALID_ARG, "metadata-only");
     gale_model_free(m);
 }
+
+/* Prepared (fp32 copies) and on-the-fly dequantisation read the same values: the same
+ * logits to the bit, on a bf16 checkpoint and on a GGUF with Q8_0 and BF16 tensors. */
+Test(engine, prepared_weights_change_nothing) {
+    static const char *const models[] = {"tiny/llama", "gguf/tiny_llama.gguf"};
+    for (size_t m_i = 0; m_i < 2; m_i++) {
+        gale_model *m = load_model(fixture(models[m_i]));
+        int vocab = gale_model_config(m)->vocab;
+        int32_t ids[12] = {1, 5, 9, 33, 2, 70, 11, 12, 100, 4, 8, 50};
+        float *a = malloc(12 * (size_t)vocab * sizeof *a), *b = malloc(12 * (size_t)vocab * sizeof *b);
+        for (int prepared = 0; prepared < 2; prepared++) {
+            gale_engine_params ep = gale_engine_params_default();
+            ep.prepare_weights = prepared;
+            gale_session *s;
+            cr_assert_eq(gale_session_new(m, &ep, &s), GALE_OK, "%s", gale_last_error());
+            cr_assert_eq(gale_session_forward(s, ids, 12, true, prepared ? b : a), GALE_OK);
+            gale_session_free(s);
+        }
+        cr_assert_eq(memcmp(a, b, 12 * (size_t)vocab * sizeof *a), 0, "%s: prepared weights change the logits", models[m_i]);
+        free(a);
+        free(b);
+        gale_model_free(m);
+    }
+}

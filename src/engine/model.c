@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "backend/backend.h"
 #include "core/status.h"
@@ -94,6 +95,16 @@ static gale_status prepare_tensor(gale_session *s, gale_tensor *slot, size_t *n_
     slot->data = buf;
     slot->nbytes = n * sizeof *buf;
     return GALE_OK;
+}
+
+/* fp32 copies take 4 bytes a parameter: only when they fit in half of the memory (a 7B
+ * model's 29 GB would not); otherwise weights stay as loaded and rows are dequantised
+ * on the fly. */
+static bool prepared_weights_fit(const gale_session *s) {
+    uint64_t params = gale_model_get_stats(s->model).n_params;
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages <= 0 || page <= 0) return false;
+    return params * 4 < (uint64_t)pages * (uint64_t)page / 2;
 }
 
 /* A copy of the weight structs whose matmul tensors point at fp32 buffers. */
@@ -195,7 +206,7 @@ gale_status gale_session_new(const gale_model *model, const gale_engine_params *
     gale_status status = thread_pool_create(params->n_threads, &s->b.pool);
     if (status == GALE_OK) status = kv_cache_init(&s->cache, s->c->n_layers, n_ctx, s->c->n_kv_heads * s->c->head_dim);
     if (status == GALE_OK) status = prepare_norms(s);
-    if (status == GALE_OK && params->prepare_weights) status = prepare_weights(s);
+    if (status == GALE_OK && params->prepare_weights && prepared_weights_fit(s)) status = prepare_weights(s);
     if (status == GALE_OK) {
         int half = s->c->head_dim / 2;
         s->inv_freq = malloc((size_t)s->c->n_layers * (size_t)half * sizeof(float));

@@ -85,6 +85,7 @@ PROMPT_LEN = 20
 NEW_TOKENS = 32
 MAX_FILE = 2 * 1024 * 1024
 N_COLS = 2048
+LOW_MARGIN = 0.05
 MAX_ATTEMPTS = 30
 MIN_REL_MARGIN = 2e-3
 MIN_DISTINCT = 6
@@ -447,6 +448,11 @@ def do_real(name: str, gguf_path: Path, out_root: Path) -> dict:
         pad = cfg.pad_token_id if cfg.pad_token_id is not None else 0
         eos = cfg.eos_token_id
         eos_set = set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
+        # The turn-end token of the chat template also ends an answer (gale stops on it).
+        for t in ("<end_of_turn>", "<|im_end|>", "<|eot_id|>"):
+            tid = tok.convert_tokens_to_ids(t)
+            if isinstance(tid, int) and tid != tok.unk_token_id and tid >= 0:
+                eos_set.add(tid)
         chats = []
         margins = []
         for text in CHAT_PROMPTS:
@@ -456,6 +462,7 @@ def do_real(name: str, gguf_path: Path, out_root: Path) -> dict:
             check(ids_list(np.argmax(full, axis=-1)) == gen,
                   f"{name}: generate differs from argmax of one forward for {text!r}")
             margins.append(min_margin(full))
+            step_margins = np.sort(full, axis=-1)[:, -1] - np.sort(full, axis=-1)[:, -2]
             cut = next((k for k, t in enumerate(gen) if t in eos_set), None)
             chats.append({
                 "user": text,
@@ -466,6 +473,9 @@ def do_real(name: str, gguf_path: Path, out_root: Path) -> dict:
                 "text_until_eos": tok.decode(gen[:cut] if cut is not None else gen, skip_special_tokens=True),
                 "first_eos_index": cut,
                 "min_top1_top2_margin": rnd(min_margin(full)),
+                "min_top1_top2_margin_until_eos": rnd(float(np.min(step_margins[:cut or NEW_TOKENS]))),
+                "low_margin_steps": [[int(k), rnd(float(m))] for k, m in enumerate(step_margins)
+                                     if m < LOW_MARGIN],
                 "generate_logits_vs_one_forward_rel_diff": rnd(rel_diff(seen, full)),
             })
             print(f"[{name}] chat {text!r} -> {chats[-1]['text']!r}", flush=True)
@@ -478,7 +488,8 @@ def do_real(name: str, gguf_path: Path, out_root: Path) -> dict:
                       "add_generation_prompt=True, tokenize=True) (no special tokens added again). "
                       f"generated_ids: generate(do_sample=False, max_new_tokens={NEW_TOKENS}, use_cache=True, "
                       "eos_token_id=None): decoding does not stop at EOS, and tokens after the first "
-                      "EOS (first_eos_index) are still plain greedy argmax."),
+                      "EOS (first_eos_index) are still plain greedy argmax. low_margin_steps: [step, top1 - top2] "
+                      f"where the margin is under {LOW_MARGIN} (a token a reimplementation could flip)."),
             "chat_template_source": template_source,
             "eos_token_ids": sorted(eos_set),
             "chats": chats})
