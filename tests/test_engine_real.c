@@ -128,9 +128,9 @@ static void check_greedy_chats(const real_case *c) {
 }
 
 ParameterizedTestParameters(engine_real, logits_match_transformers) { return index_params(2); }
-ParameterizedTest(size_t *i, engine_real, logits_match_transformers, .timeout = 600) { check_prompts(&cases[*i]); }
+ParameterizedTest(size_t *i, engine_real, logits_match_transformers) { check_prompts(&cases[*i]); }
 
 ParameterizedTestParameters(engine_real, greedy_chats_match_transformers) { return index_params(2); }
-ParameterizedTest(size_t *i, engine_real, greedy_chats_match_transformers, .timeout = 900) {
+ParameterizedTest(size_t *i, engine_real, greedy_chats_match_transformers) {
     check_greedy_chats(&cases[*i]);
 }

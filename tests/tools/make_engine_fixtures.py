@@ -520,7 +520,6 @@ def do_real(name: str, gguf_path: Path, out_root: Path) -> dict:
                       "eos_token_id": tok.eos_token_id},
         "checks": checks,
         "versions": versions(),
-        "seconds": round(time.time() - t0, 1),
     }
     write_json(out / "meta.json", meta)
     print(f"[{name}] done in {time.time() - t0:.1f}s  checks={json.dumps(checks)}", flush=True)
