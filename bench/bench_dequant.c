@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "backend/device.h"
+#include "bench_util.h"
 #include "core/dtype.h"
 #include "model/quant.h"
 #ifdef GALE_HAVE_CUDA
@@ -22,22 +23,6 @@
 #endif
 
 enum { REPEATS = 7 };
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int compare_doubles(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, compare_doubles);
-    return v[n / 2];
-}
 
 /* Random blocks with finite fp16 scales, so no NaN path distorts the timing. */
 static uint8_t *random_blocks(gale_dtype dtype, uint64_t n_blocks) {
@@ -70,13 +55,13 @@ static double cpu_copy_bandwidth(size_t bytes) {
     memset(dst, 0, bytes);
     double t[REPEATS];
     for (int r = 0; r < REPEATS; r++) {
-        double start = now();
+        double start = bench_now();
         memcpy(dst, src, bytes);
-        t[r] = now() - start;
+        t[r] = bench_now() - start;
     }
     free(src);
     free(dst);
-    return 2.0 * (double)bytes / median(t, REPEATS);
+    return 2.0 * (double)bytes / bench_median(t, REPEATS);
 }
 
 static void bench_cpu(uint64_t n) {
@@ -90,11 +75,11 @@ static void bench_cpu(uint64_t n) {
         uint8_t *src = random_blocks((gale_dtype)d, n / info->block_elems);
         double t[REPEATS];
         for (int r = 0; r < REPEATS; r++) {
-            double start = now();
+            double start = bench_now();
             quant_dequantize_f32((gale_dtype)d, src, n, out);
-            t[r] = now() - start;
+            t[r] = bench_now() - start;
         }
-        double seconds = median(t, REPEATS);
+        double seconds = bench_median(t, REPEATS);
         double bytes = (double)n * info->block_bytes / info->block_elems + (double)n * 4;
         printf("%-6s %12.4f %10.2f %12.2f %7.1f%%\n", info->name, (double)info->block_bytes / info->block_elems,
                seconds * 1e3, bytes / seconds / 1e9, 100.0 * bytes / seconds / bandwidth);
@@ -129,7 +114,7 @@ static void bench_gpu(void) {
         cudaEventRecord(stop, 0);
         t[r] = gpu_time(start, stop);
     }
-    double bandwidth = 2.0 * (double)copy_bytes / median(t, REPEATS);
+    double bandwidth = 2.0 * (double)copy_bytes / bench_median(t, REPEATS);
     struct cudaDeviceProp prop;
     cudaGetDeviceProperties(&prop, 0);
     printf("\nGPU %s: copy bandwidth B = %.0f GB/s (2 GiB device-to-device, read + write)\n", prop.name,
@@ -148,7 +133,7 @@ static void bench_gpu(void) {
             cudaEventRecord(stop, 0);
             t[r] = gpu_time(start, stop);
         }
-        double seconds = median(t, REPEATS), bytes = (double)src_bytes + (double)n * 2;
+        double seconds = bench_median(t, REPEATS), bytes = (double)src_bytes + (double)n * 2;
         printf("%-6s %10.3f %12.0f %7.1f%%\n", info->name, seconds * 1e3, bytes / seconds / 1e9,
                100.0 * bytes / seconds / bandwidth);
     }

@@ -10,20 +10,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "gale.h"
 
 enum { PROMPT = 128, DECODE = 64, RUNS = 3 };
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int compare_doubles(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static int bench_threads(const gale_model *model, int threads) {
     const gale_config *c = gale_model_config(model);
@@ -41,19 +31,19 @@ static int bench_threads(const gale_model *model, int threads) {
     double prefill[RUNS], decode[RUNS];
     for (int r = 0; r < RUNS; r++) {
         gale_session_reset(s);
-        double t0 = now();
+        double t0 = bench_now();
         gale_session_forward(s, prompt, PROMPT, false, logits);
-        double t1 = now();
+        double t1 = bench_now();
         for (int i = 0; i < DECODE; i++) {
             int32_t id = (int32_t)((31 * i + 5) % c->vocab);
             gale_session_forward(s, &id, 1, false, logits);
         }
-        double t2 = now();
+        double t2 = bench_now();
         prefill[r] = PROMPT / (t1 - t0);
         decode[r] = DECODE / (t2 - t1);
     }
-    qsort(prefill, RUNS, sizeof prefill[0], compare_doubles);
-    qsort(decode, RUNS, sizeof decode[0], compare_doubles);
+    qsort(prefill, RUNS, sizeof prefill[0], bench_compare_doubles);
+    qsort(decode, RUNS, sizeof decode[0], bench_compare_doubles);
     printf("%-8d %14.1f %14.1f\n", threads, prefill[RUNS / 2], decode[RUNS / 2]);
     free(logits);
     gale_session_free(s);

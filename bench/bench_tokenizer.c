@@ -17,20 +17,10 @@
 #include <time.h>
 
 #include "core/mapped_file.h"
+#include "bench_util.h"
 #include "gale.h"
 
 enum { TEXT_BYTES = 1000000, REPEATS = 5 };
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int compare_doubles(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static cJSON *load(const char *dir, const char *name) {
     char *path = path_join(dir, name), *text;
@@ -78,11 +68,11 @@ static void bench_one(const char *name, const char *model, const char *text, siz
     gale_tokens tokens = {0};
     double times[REPEATS];
     for (int r = 0; r < REPEATS; r++) {
-        double start = now();
+        double start = bench_now();
         gale_tokenizer_encode(t, text, len, false, &tokens);
-        times[r] = now() - start;
+        times[r] = bench_now() - start;
     }
-    qsort(times, REPEATS, sizeof times[0], compare_doubles);
+    qsort(times, REPEATS, sizeof times[0], bench_compare_doubles);
     const cJSON *hf = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(speed, "tokenizers"), name);
     const cJSON *hf_tokens = cJSON_GetObjectItemCaseSensitive(hf, "n_tokens");
     const cJSON *hf_mbps = cJSON_GetObjectItemCaseSensitive(hf, "tokenizers_warm_median_MBps");
