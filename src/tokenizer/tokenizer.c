@@ -9,8 +9,8 @@
 #include "tokenizer/tokenizer_impl.h"
 #include "tokenizer/utf8.h"
 
-static const char METASPACE[] = "\xE2\x96\x81"; /* U+2581 "▁" */
-enum { METASPACE_LEN = 3 };
+const char GPT2_PRETOKENIZER_REGEX[] =
+    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
 gale_tokenizer *tokenizer_alloc(const char *source) {
     gale_tokenizer *t = calloc(1, sizeof *t);
@@ -105,6 +105,30 @@ gale_status tokenizer_add_regex_step(gale_tokenizer *t, const char *pattern, spl
 /* Hugging Face's Digits tests char::is_numeric: the Unicode N categories, \p{N}. */
 gale_status tokenizer_add_digits_step(gale_tokenizer *t, bool individual) {
     return tokenizer_add_regex_step(t, individual ? "\\p{N}" : "\\p{N}+", SPLIT_ISOLATED, false);
+}
+
+/* ---- merges ---- */
+
+static gale_status merge_piece_id(const gale_tokenizer *t, const char *piece, size_t len, size_t rank, int32_t *id) {
+    *id = vocab_find(&t->vocab, piece, len);
+    if (*id < 0)
+        return gale_error(GALE_ERR_FORMAT, "%s: merge %zu names \"%.*s\", which is not in the vocabulary", t->source,
+                          rank, (int)len, piece);
+    return GALE_OK;
+}
+
+gale_status tokenizer_add_merge(gale_tokenizer *t, const char *a, size_t a_len, const char *b, size_t b_len, size_t rank) {
+    int32_t left, right, merged;
+    GALE_TRY(merge_piece_id(t, a, a_len, rank, &left));
+    GALE_TRY(merge_piece_id(t, b, b_len, rank, &right));
+    char stack[256], *joined = a_len + b_len <= sizeof stack ? stack : malloc(a_len + b_len);
+    if (!joined) return gale_error(GALE_ERR_OOM, "%s: out of memory", t->source);
+    memcpy(joined, a, a_len);
+    memcpy(joined + a_len, b, b_len);
+    gale_status status = merge_piece_id(t, joined, a_len + b_len, rank, &merged);
+    if (joined != stack) free(joined);
+    GALE_TRY(status);
+    return merges_add(&t->merges, left, right, (int32_t)rank, merged);
 }
 
 /* ---- added tokens: a byte trie for leftmost-longest matching ---- */

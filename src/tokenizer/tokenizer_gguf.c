@@ -8,8 +8,6 @@
 #include "tokenizer/tokenizer_impl.h"
 #include "model/gguf.h"
 
-static const char GPT2_REGEX[] =
-    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 static const char LLAMA3_REGEX[] =
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|"
     "\\s+(?!\\S)|\\s+";
@@ -47,10 +45,10 @@ static bool only_spaces(gguf_string s) {
 }
 
 static gale_status set_metaspace_piece(gale_tokenizer *t, int32_t id, gguf_string spaces, float score) {
-    char *piece = malloc(spaces.len * 3);
+    char *piece = malloc(spaces.len * METASPACE_LEN);
     if (!piece) return gale_error(GALE_ERR_OOM, "%s: out of memory", t->source);
-    for (uint64_t i = 0; i < spaces.len; i++) memcpy(piece + 3 * i, "\xE2\x96\x81", 3);
-    gale_status status = vocab_set(&t->vocab, id, piece, spaces.len * 3, TOKEN_NORMAL, score);
+    for (uint64_t i = 0; i < spaces.len; i++) memcpy(piece + METASPACE_LEN * i, METASPACE, METASPACE_LEN);
+    gale_status status = vocab_set(&t->vocab, id, piece, spaces.len * METASPACE_LEN, TOKEN_NORMAL, score);
     free(piece);
     return status;
 }
@@ -95,40 +93,17 @@ static gale_status read_tokens(gale_tokenizer *t, const gguf_file *g, bool sente
 static gale_status read_merges(gale_tokenizer *t, const gguf_kv *merges) {
     GALE_TRY(merges_init(&t->merges, merges->v.arr.count));
     uint64_t cursor = 0;
-    char *joined = NULL;
-    size_t cap = 0;
-    gale_status status = GALE_OK;
-    for (uint64_t rank = 0; rank < merges->v.arr.count && status == GALE_OK; rank++) {
+    for (uint64_t rank = 0; rank < merges->v.arr.count; rank++) {
         gguf_string m;
-        if ((status = gguf_array_next_string(merges, &cursor, &m)) != GALE_OK) break;
+        GALE_TRY(gguf_array_next_string(merges, &cursor, &m));
         const char *space = memchr(m.ptr, ' ', m.len);
-        if (!space || memchr(space + 1, ' ', m.len - (size_t)(space + 1 - m.ptr))) {
-            status = gale_error(GALE_ERR_FORMAT, "%s: merge %llu is not two pieces separated by one space", t->source,
-                                (unsigned long long)rank);
-            break;
-        }
-        size_t a_len = (size_t)(space - m.ptr), b_len = m.len - a_len - 1;
-        if (a_len + b_len > cap) {
-            cap = (a_len + b_len) * 2;
-            char *grown = realloc(joined, cap);
-            if (!grown) {
-                status = gale_error(GALE_ERR_OOM, "%s: out of memory", t->source);
-                break;
-            }
-            joined = grown;
-        }
-        memcpy(joined, m.ptr, a_len);
-        memcpy(joined + a_len, space + 1, b_len);
-        int32_t a = vocab_find(&t->vocab, m.ptr, a_len), b = vocab_find(&t->vocab, space + 1, b_len);
-        int32_t merged = vocab_find(&t->vocab, joined, a_len + b_len);
-        if (a < 0 || b < 0 || merged < 0)
-            status = gale_error(GALE_ERR_FORMAT, "%s: merge %llu \"%.*s\" names a piece that is not in the vocabulary",
-                                t->source, (unsigned long long)rank, (int)m.len, m.ptr);
-        else
-            status = merges_add(&t->merges, a, b, (int32_t)rank, merged);
+        if (!space || memchr(space + 1, ' ', m.len - (size_t)(space + 1 - m.ptr)))
+            return gale_error(GALE_ERR_FORMAT, "%s: merge %llu is not two pieces separated by one space", t->source,
+                              (unsigned long long)rank);
+        size_t a_len = (size_t)(space - m.ptr);
+        GALE_TRY(tokenizer_add_merge(t, m.ptr, a_len, space + 1, m.len - a_len - 1, (size_t)rank));
     }
-    free(joined);
-    return status;
+    return GALE_OK;
 }
 
 /* The pre-tokenizer llama.cpp names in tokenizer.ggml.pre. */
@@ -136,10 +111,10 @@ static gale_status set_pre_tokenizer(gale_tokenizer *t, const gguf_file *g) {
     const gguf_kv *pre = gguf_find(g, "tokenizer.ggml.pre");
     if (!pre || (pre->type == GGUF_TYPE_STRING && (gguf_string_equals(pre->v.str, "default") ||
                                                    gguf_string_equals(pre->v.str, "gpt2"))))
-        return tokenizer_add_regex_step(t, GPT2_REGEX, SPLIT_ISOLATED, false);
+        return tokenizer_add_regex_step(t, GPT2_PRETOKENIZER_REGEX, SPLIT_ISOLATED, false);
     if (pre->type == GGUF_TYPE_STRING && gguf_string_equals(pre->v.str, "smollm")) {
         GALE_TRY(tokenizer_add_digits_step(t, true));
-        return tokenizer_add_regex_step(t, GPT2_REGEX, SPLIT_ISOLATED, false);
+        return tokenizer_add_regex_step(t, GPT2_PRETOKENIZER_REGEX, SPLIT_ISOLATED, false);
     }
     if (pre->type == GGUF_TYPE_STRING && (gguf_string_equals(pre->v.str, "llama-bpe") ||
                                           gguf_string_equals(pre->v.str, "llama3"))) {

@@ -18,6 +18,13 @@
 #include "tokenizer/bpe.h"
 #include "tokenizer/vocab.h"
 
+/* SentencePiece's space, U+2581 "▁". */
+#define METASPACE "\xE2\x96\x81"
+enum { METASPACE_LEN = 3 };
+
+/* GPT-2's pre-tokenizer regex: what ByteLevel(use_regex=true) and GGUF pre "gpt2" split with. */
+extern const char GPT2_PRETOKENIZER_REGEX[];
+
 typedef enum split_behavior {
     SPLIT_ISOLATED = 0, /* each match its own piece, the text between too */
     SPLIT_REMOVED,      /* matches dropped */
@@ -98,6 +105,8 @@ gale_status tokenizer_finish(gale_tokenizer *t);
 gale_status tokenizer_add_added(gale_tokenizer *t, int32_t id, bool special, bool lstrip, bool rstrip);
 gale_status tokenizer_add_regex_step(gale_tokenizer *t, const char *pattern, split_behavior behavior, bool invert);
 gale_status tokenizer_add_digits_step(gale_tokenizer *t, bool individual);
+/* Merge `rank` of a and b: both pieces and their join must be in the (indexed) vocabulary. */
+gale_status tokenizer_add_merge(gale_tokenizer *t, const char *a, size_t a_len, const char *b, size_t b_len, size_t rank);
 
 gale_status tokenizer_set_chat_template(gale_tokenizer *t, const char *text, size_t len);
 

@@ -10,12 +10,6 @@
 #include "core/status.h"
 #include "tokenizer/tokenizer_impl.h"
 
-static const char METASPACE[] = "\xE2\x96\x81";
-
-/* GPT-2's pre-tokenizer regex, what ByteLevel(use_regex=true) splits with. */
-static const char GPT2_REGEX[] =
-    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
-
 static const char *json_type(const cJSON *obj) {
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(obj, "type");
     return cJSON_IsString(type) ? type->valuestring : "";
@@ -102,21 +96,11 @@ static gale_status read_added_tokens(gale_tokenizer *t, const cJSON *added) {
     return GALE_OK;
 }
 
-static gale_status lookup_piece(const gale_tokenizer *t, const char *piece, size_t len, size_t rank, int32_t *id) {
-    *id = vocab_find(&t->vocab, piece, len);
-    if (*id < 0)
-        return gale_error(GALE_ERR_FORMAT, "%s: merge %zu names \"%.*s\", which is not in the vocabulary", t->source,
-                          rank, (int)len, piece);
-    return GALE_OK;
-}
-
 /* merges: "a b" strings or ["a", "b"] pairs; the merged piece must be in the vocabulary. */
 static gale_status read_merges(gale_tokenizer *t, const cJSON *merges) {
     if (!cJSON_IsArray(merges)) return gale_error(GALE_ERR_FORMAT, "%s: model.merges must be a list", t->source);
     size_t n = (size_t)cJSON_GetArraySize(merges), rank = 0;
     GALE_TRY(merges_init(&t->merges, n));
-    char *joined = NULL;
-    size_t joined_cap = 0;
     gale_status status = GALE_OK;
     const cJSON *item;
     cJSON_ArrayForEach(item, merges) {
@@ -137,25 +121,9 @@ static gale_status read_merges(gale_tokenizer *t, const cJSON *merges) {
             status = gale_error(GALE_ERR_FORMAT, "%s: merge %zu is neither \"a b\" nor [\"a\", \"b\"]", t->source, rank);
             break;
         }
-        int32_t left, right, merged;
-        if ((status = lookup_piece(t, a, a_len, rank, &left)) != GALE_OK) break;
-        if ((status = lookup_piece(t, b, b_len, rank, &right)) != GALE_OK) break;
-        if (a_len + b_len > joined_cap) {
-            joined_cap = (a_len + b_len) * 2;
-            char *grown = realloc(joined, joined_cap);
-            if (!grown) {
-                status = gale_error(GALE_ERR_OOM, "%s: out of memory", t->source);
-                break;
-            }
-            joined = grown;
-        }
-        memcpy(joined, a, a_len);
-        memcpy(joined + a_len, b, b_len);
-        if ((status = lookup_piece(t, joined, a_len + b_len, rank, &merged)) != GALE_OK) break;
-        if ((status = merges_add(&t->merges, left, right, (int32_t)rank, merged)) != GALE_OK) break;
+        if ((status = tokenizer_add_merge(t, a, a_len, b, b_len, rank)) != GALE_OK) break;
         rank++;
     }
-    free(joined);
     return status;
 }
 
@@ -256,7 +224,7 @@ static gale_status read_pre_tokenizer(gale_tokenizer *t, const cJSON *p) {
         if (json_flag(p, "add_prefix_space", false))
             return gale_error(GALE_ERR_UNSUPPORTED, "%s: ByteLevel add_prefix_space is not supported", t->source);
         t->byte_level = true;
-        if (json_flag(p, "use_regex", true)) return tokenizer_add_regex_step(t, GPT2_REGEX, SPLIT_ISOLATED, false);
+        if (json_flag(p, "use_regex", true)) return tokenizer_add_regex_step(t, GPT2_PRETOKENIZER_REGEX, SPLIT_ISOLATED, false);
         return GALE_OK;
     }
     if (strcmp(type, "Split") == 0) return read_split(t, p);
