@@ -83,8 +83,7 @@ static gale_status prepare_norms(gale_session *s) {
  * straight instead of dequantising every row for every token. Same values, same
  * results; costs 4 bytes per parameter. ---- */
 
-static gale_status prepare_tensor(gale_session *s, gale_tensor *slot, size_t *n_slots) {
-    (void)n_slots;
+static gale_status prepare_tensor(gale_session *s, gale_tensor *slot) {
     if (slot->dtype == GALE_F32 && ((uintptr_t)slot->data % sizeof(float)) == 0) return GALE_OK;
     uint64_t n = tensor_numel(slot);
     float *buf = malloc(n * sizeof *buf);
@@ -128,7 +127,7 @@ static gale_status prepare_weights(gale_session *s) {
     do {                                                                                                       \
         if (field_ptr) {                                                                                       \
             slots[used] = *(field_ptr);                                                                        \
-            GALE_TRY(prepare_tensor(s, &slots[used], &used));                                                  \
+            GALE_TRY(prepare_tensor(s, &slots[used]));                                                  \
             (field_ptr) = &slots[used++];                                                                      \
         }                                                                                                      \
     } while (0)
@@ -150,7 +149,7 @@ static gale_status prepare_weights(gale_session *s) {
                 views[c->n_experts + e] = lw->expert_up[e];
                 views[2 * c->n_experts + e] = lw->expert_down[e];
             }
-            for (int k = 0; k < 3 * c->n_experts; k++) GALE_TRY(prepare_tensor(s, &views[k], &used));
+            for (int k = 0; k < 3 * c->n_experts; k++) GALE_TRY(prepare_tensor(s, &views[k]));
             lw->expert_gate = views;
             lw->expert_up = views + c->n_experts;
             lw->expert_down = views + 2 * c->n_experts;
@@ -250,6 +249,16 @@ static void add_into(float *x, const float *y, size_t count) {
     for (size_t i = 0; i < count; i++) x[i] += y[i];
 }
 
+/* out[n, H] = down(act(gate(x)) ⊙ up(x)) for x [n, H]: the dense MLP and each expert. */
+static gale_status gated_mlp(gale_session *s, const gale_tensor *gate, const gale_tensor *up, const gale_tensor *down,
+                             const float *x, int n, float *out) {
+    const backend_ops *ops = s->b.ops;
+    GALE_TRY(ops->matmul(&s->b, x, n, gate, s->gate));
+    GALE_TRY(ops->matmul(&s->b, x, n, up, s->up));
+    ops->gated_activation(&s->b, s->gate, s->up, (size_t)n * s->c->intermediate, s->c->activation);
+    return ops->matmul(&s->b, s->gate, n, down, out);
+}
+
 /* Mixtral: softmax over all router logits in fp32, top-k, weights renormalised to sum 1;
  * each token's chosen experts run on that token alone. */
 static gale_status moe(gale_session *s, const layer_weights *lw, int n, float *out) {
@@ -279,10 +288,7 @@ static gale_status moe(gale_session *s, const layer_weights *lw, int n, float *o
         memset(y, 0, (size_t)H * sizeof *y);
         for (int k = 0; k < K; k++) {
             int e = chosen[k];
-            GALE_TRY(s->b.ops->matmul(&s->b, x, 1, &lw->expert_gate[e], s->gate));
-            GALE_TRY(s->b.ops->matmul(&s->b, x, 1, &lw->expert_up[e], s->up));
-            s->b.ops->gated_activation(&s->b, s->gate, s->up, (size_t)c->intermediate, c->activation);
-            GALE_TRY(s->b.ops->matmul(&s->b, s->gate, 1, &lw->expert_down[e], s->expert_out));
+            GALE_TRY(gated_mlp(s, &lw->expert_gate[e], &lw->expert_up[e], &lw->expert_down[e], x, 1, s->expert_out));
             float weight = router[e] / kept;
             for (int d = 0; d < H; d++) y[d] += weight * s->expert_out[d];
         }
@@ -295,8 +301,7 @@ static gale_status attention_block(gale_session *s, int l, int n, const int32_t 
     const layer_weights *lw = &s->w->layers[l];
     const layer_norms *norms = &s->norms[l];
     const backend_ops *ops = s->b.ops;
-    const int H = c->hidden, hd = c->head_dim, half = hd / 2;
-    const int qd = c->n_heads * hd, kvd = c->n_kv_heads * hd;
+    const int H = c->hidden, hd = c->head_dim, half = hd / 2, kvd = c->n_kv_heads * hd;
     ops->rmsnorm(&s->b, s->x, n, H, norms->attn, c->norm_weight_offset, c->rms_norm_eps, s->h);
     GALE_TRY(ops->matmul(&s->b, s->h, n, lw->wq, s->q));
     GALE_TRY(ops->matmul(&s->b, s->h, n, lw->wk, s->k));
@@ -314,7 +319,6 @@ static gale_status attention_block(gale_session *s, int l, int n, const int32_t 
     attention_params p = {.n_heads = c->n_heads, .n_kv_heads = c->n_kv_heads, .head_dim = hd, .scale = c->attn_scale,
                           .softcap = c->attn_softcap, .window = c->layers[l].window};
     ops->attention(&s->b, s->q, k_cache, v_cache, n, s->pos, &p, s->attn);
-    (void)qd;
     GALE_TRY(ops->matmul(&s->b, s->attn, n, lw->wo, s->tmp));
     if (norms->post_attn) ops->rmsnorm(&s->b, s->tmp, n, H, norms->post_attn, c->norm_weight_offset, c->rms_norm_eps, s->tmp);
     add_into(s->x, s->tmp, (size_t)n * H);
@@ -331,10 +335,7 @@ static gale_status mlp_block(gale_session *s, int l, int n) {
     if (c->n_experts > 0) {
         GALE_TRY(moe(s, lw, n, s->tmp));
     } else {
-        GALE_TRY(ops->matmul(&s->b, s->h, n, lw->w_gate, s->gate));
-        GALE_TRY(ops->matmul(&s->b, s->h, n, lw->w_up, s->up));
-        ops->gated_activation(&s->b, s->gate, s->up, (size_t)n * c->intermediate, c->activation);
-        GALE_TRY(ops->matmul(&s->b, s->gate, n, lw->w_down, s->tmp));
+        GALE_TRY(gated_mlp(s, lw->w_gate, lw->w_up, lw->w_down, s->h, n, s->tmp));
     }
     if (norms->post_ffn) ops->rmsnorm(&s->b, s->tmp, n, H, norms->post_ffn, c->norm_weight_offset, c->rms_norm_eps, s->tmp);
     add_into(s->x, s->tmp, (size_t)n * H);

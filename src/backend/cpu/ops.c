@@ -34,14 +34,14 @@ typedef struct matmul_job {
 
 static void matmul_rows(void *ctx, size_t begin, size_t end) {
     matmul_job *j = ctx;
-    float *row = malloc((size_t)j->in * sizeof *row);
-    if (!row) {
-        j->status = GALE_ERR_OOM;
-        return;
-    }
     const uint8_t *base = j->w->data;
     /* aligned fp32 weights are used in place; anything else is dequantised row by row */
     const bool direct = j->w->dtype == GALE_F32 && ((uintptr_t)base % sizeof(float)) == 0;
+    float *row = direct ? NULL : malloc((size_t)j->in * sizeof *row);
+    if (!direct && !row) {
+        j->status = GALE_ERR_OOM;
+        return;
+    }
     for (size_t r = begin; r < end; r++) {
         const float *w_row = direct ? (const float *)(base + r * j->row_bytes) : row;
         if (!direct && quant_dequantize_f32(j->w->dtype, base + r * j->row_bytes, (uint64_t)j->in, row) != GALE_OK) {
