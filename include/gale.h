@@ -166,10 +166,18 @@ typedef struct gale_session gale_session;
 
 typedef struct gale_engine_params {
     int n_threads; /* 0: one per core */
-    int n_ctx;     /* 0: min(max_position_embeddings, 4096) */
+    int n_ctx;     /* longest sequence; 0: min(max_position_embeddings, 4096) */
     bool prepare_weights; /* dequantise matmul weights to fp32 once (4 bytes a parameter,
                              faster decode) when that fits in half the memory; false, or
                              too large: dequantise row by row as they are used */
+    /* continuous batching (gale_engine; a session holds one sequence) */
+    int max_num_seqs;           /* sequences running at once (default 256) */
+    int max_num_batched_tokens; /* tokens one step computes (default 2048) */
+    int kv_blocks;              /* KV memory in blocks of block_size tokens of every layer;
+                                   0: kv_memory_fraction of the memory, at most what
+                                   max_num_seqs full contexts need */
+    float kv_memory_fraction;   /* (0, 1] (default 0.3) */
+    int block_size;             /* tokens per KV block (default 16) */
 } gale_engine_params;
 
 gale_engine_params gale_engine_params_default(void);

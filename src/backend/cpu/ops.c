@@ -114,50 +114,78 @@ static void cpu_rope(backend *b, float *x, int n, int heads, int head_dim, const
     }
 }
 
-/* ---- attention: one (query position, head) per work item ---- */
+/* ---- paged KV cache ---- */
+
+static inline size_t kv_slot(const paged_kv *kv, int seq, int pos) {
+    int32_t block = kv->block_tables[(size_t)seq * kv->table_stride + pos / kv->block_size];
+    return ((size_t)block * kv->block_size + (size_t)(pos % kv->block_size)) * kv->kv_dim;
+}
+
+static void cpu_store_kv(backend *b, const paged_kv *kv, const float *k, const float *v, int n, const int32_t *positions,
+                         const int32_t *seq_of) {
+    (void)b;
+    for (int i = 0; i < n; i++) {
+        size_t slot = kv_slot(kv, seq_of[i], positions[i]);
+        memcpy(kv->keys + slot, k + (size_t)i * kv->kv_dim, (size_t)kv->kv_dim * sizeof(float));
+        memcpy(kv->values + slot, v + (size_t)i * kv->kv_dim, (size_t)kv->kv_dim * sizeof(float));
+    }
+}
+
+/* ---- attention: one (query, head) per work item, two passes over the visible keys ---- */
 
 typedef struct attention_job {
-    const float *q, *k, *v;
-    int n, pos0;
+    const float *q;
+    const paged_kv *kv;
+    const int32_t *positions, *seq_of;
     const attention_params *p;
     float *out;
+    int longest; /* most keys one query sees */
+    bool failed;
 } attention_job;
 
 static void attention_items(void *ctx, size_t begin, size_t end) {
     attention_job *j = ctx;
     const attention_params *p = j->p;
-    const int hd = p->head_dim, group = p->n_heads / p->n_kv_heads, total = j->pos0 + j->n;
-    float *scores = malloc((size_t)total * sizeof *scores);
-    if (!scores) return;
+    const paged_kv *kv = j->kv;
+    const int hd = p->head_dim, group = p->n_heads / p->n_kv_heads;
+    float *scores = malloc((size_t)j->longest * sizeof *scores);
+    if (!scores) {
+        j->failed = true;
+        return;
+    }
     for (size_t item = begin; item < end; item++) {
         int i = (int)(item / (size_t)p->n_heads), h = (int)(item % (size_t)p->n_heads), kvh = h / group;
-        int query_pos = j->pos0 + i;
+        int query_pos = j->positions[i], seq = j->seq_of[i];
         int first = p->window > 0 && query_pos - p->window + 1 > 0 ? query_pos - p->window + 1 : 0;
         const float *q = j->q + ((size_t)i * p->n_heads + h) * hd;
         float max = -INFINITY;
         for (int t = first; t <= query_pos; t++) {
-            float s = dot(q, j->k + ((size_t)t * p->n_kv_heads + kvh) * hd, hd) * p->scale;
+            float s = dot(q, kv->keys + kv_slot(kv, seq, t) + (size_t)kvh * hd, hd) * p->scale;
             if (p->softcap > 0) s = p->softcap * tanhf(s / p->softcap);
-            scores[t] = s;
+            scores[t - first] = s;
             if (s > max) max = s;
         }
         float sum = 0;
-        for (int t = first; t <= query_pos; t++) sum += scores[t] = expf(scores[t] - max);
+        for (int t = first; t <= query_pos; t++) sum += scores[t - first] = expf(scores[t - first] - max);
         float *o = j->out + ((size_t)i * p->n_heads + h) * hd;
         memset(o, 0, (size_t)hd * sizeof *o);
         for (int t = first; t <= query_pos; t++) {
-            const float *v = j->v + ((size_t)t * p->n_kv_heads + kvh) * hd;
-            float weight = scores[t] / sum;
+            const float *v = kv->values + kv_slot(kv, seq, t) + (size_t)kvh * hd;
+            float weight = scores[t - first] / sum;
             for (int d = 0; d < hd; d++) o[d] += weight * v[d];
         }
     }
     free(scores);
 }
 
-static void cpu_attention(backend *b, const float *q, const float *k, const float *v, int n, int pos0,
-                          const attention_params *p, float *out) {
-    attention_job j = {q, k, v, n, pos0, p, out};
+static gale_status cpu_attention(backend *b, const float *q, const paged_kv *kv, int n, const int32_t *positions,
+                                 const int32_t *seq_of, const attention_params *p, float *out) {
+    int longest = 1;
+    for (int i = 0; i < n; i++) longest = positions[i] + 1 > longest ? positions[i] + 1 : longest;
+    if (p->window > 0 && longest > p->window) longest = p->window;
+    attention_job j = {q, kv, positions, seq_of, p, out, longest, false};
     parallel_for(b->pool, (size_t)n * (size_t)p->n_heads, 4, attention_items, &j);
+    return j.failed ? gale_error(GALE_ERR_OOM, "attention: out of memory for %d scores", longest) : GALE_OK;
 }
 
 static void cpu_gated_activation(backend *b, float *gate, const float *up, size_t count, gale_activation act) {
@@ -183,6 +211,7 @@ const backend_ops cpu_backend_ops = {
     .embed = cpu_embed,
     .rmsnorm = cpu_rmsnorm,
     .rope = cpu_rope,
+    .store_kv = cpu_store_kv,
     .attention = cpu_attention,
     .gated_activation = cpu_gated_activation,
     .softcap = cpu_softcap,

@@ -1,7 +1,7 @@
 /* The forward pass: one function for every family, the config choosing the switches
  * (norm offset, embedding scale, sandwich norms, q/k norm, softcaps, per-layer window and
- * rope, dense or MoE MLP). It runs over backend ops on fp32 activations and a KV cache
- * owned by the session. */
+ * rope, dense or MoE MLP). It runs over backend ops on fp32 activations, for a batch of
+ * tokens from several sequences, over the paged KV cache. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,7 +9,7 @@
 
 #include "backend/backend.h"
 #include "core/status.h"
-#include "engine/kvcache.h"
+#include "engine/runner.h"
 #include "model/config.h"
 #include "model/model.h"
 #include "model/quant.h"
@@ -18,7 +18,7 @@ typedef struct layer_norms {
     float *attn, *ffn, *post_attn, *post_ffn, *q, *k; /* fp32 copies; NULL when absent */
 } layer_norms;
 
-struct gale_session {
+struct model_runner {
     const gale_model *model;
     const gale_config *c;
     const model_weights *w; /* the model's, or `prepared` */
@@ -26,21 +26,17 @@ struct gale_session {
     float **owned;          /* their buffers */
     size_t n_owned;
     backend b;
-    kv_cache cache;
     layer_norms *norms;   /* [n_layers] */
     float *final_norm;    /* [H] */
     float *inv_freq;      /* [n_layers, head_dim/2] */
     float *arena;         /* storage of the fp32 norm weights */
-    int pos;              /* tokens in the cache */
     /* scratch for n tokens, grown on demand */
     int cap_tokens;
     float *x, *h, *q, *k, *v, *attn, *gate, *up, *tmp;
     float *expert_out;    /* [H] */
+    int cap_tables;
+    int32_t *tables;      /* [n_seqs, stride] block tables of one group for the batch */
 };
-
-gale_engine_params gale_engine_params_default(void) {
-    return (gale_engine_params){.n_threads = 0, .n_ctx = 0, .prepare_weights = true};
-}
 
 /* ---- set-up ---- */
 
@@ -52,7 +48,7 @@ static gale_status copy_norm(const gale_tensor *t, float **cursor, float **out) 
     return tensor_to_f32(t, *out);
 }
 
-static gale_status prepare_norms(gale_session *s) {
+static gale_status prepare_norms(model_runner *s) {
     const gale_config *c = s->c;
     const model_weights *w = s->w;
     size_t total = (size_t)c->hidden;
@@ -83,7 +79,7 @@ static gale_status prepare_norms(gale_session *s) {
  * straight instead of dequantising every row for every token. Same values, same
  * results; costs 4 bytes per parameter. ---- */
 
-static gale_status prepare_tensor(gale_session *s, gale_tensor *slot) {
+static gale_status prepare_tensor(model_runner *s, gale_tensor *slot) {
     if (slot->dtype == GALE_F32 && ((uintptr_t)slot->data % sizeof(float)) == 0) return GALE_OK;
     uint64_t n = tensor_numel(slot);
     float *buf = malloc(n * sizeof *buf);
@@ -99,7 +95,7 @@ static gale_status prepare_tensor(gale_session *s, gale_tensor *slot) {
 /* fp32 copies take 4 bytes a parameter: only when they fit in half of the memory (a 7B
  * model's 29 GB would not); otherwise weights stay as loaded and rows are dequantised
  * on the fly. */
-static bool prepared_weights_fit(const gale_session *s) {
+static bool prepared_weights_fit(const model_runner *s) {
     uint64_t params = gale_model_get_stats(s->model).n_params;
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
     if (pages <= 0 || page <= 0) return false;
@@ -107,7 +103,7 @@ static bool prepared_weights_fit(const gale_session *s) {
 }
 
 /* A copy of the weight structs whose matmul tensors point at fp32 buffers. */
-static gale_status prepare_weights(gale_session *s) {
+static gale_status prepare_weights(model_runner *s) {
     const gale_config *c = s->c;
     const model_weights *w = s->w;
     size_t per_layer = 7 + 3 * (size_t)c->n_experts, total = (size_t)c->n_layers * per_layer + 1;
@@ -161,7 +157,7 @@ static gale_status prepare_weights(gale_session *s) {
     return GALE_OK;
 }
 
-static gale_status grow_scratch(gale_session *s, int n) {
+static gale_status grow_scratch(model_runner *s, int n) {
     if (n <= s->cap_tokens) return GALE_OK;
     const gale_config *c = s->c;
     size_t H = (size_t)c->hidden, qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
@@ -177,54 +173,50 @@ static gale_status grow_scratch(gale_session *s, int n) {
     return GALE_OK;
 }
 
-gale_status gale_session_new(const gale_model *model, const gale_engine_params *params, gale_session **out) {
-    if (!model || !out) return gale_error(GALE_ERR_INVALID_ARG, "gale_session_new: model and out are required");
+gale_status runner_create(const gale_model *model, const gale_engine_params *params, model_runner **out) {
+    if (!model || !out) return gale_error(GALE_ERR_INVALID_ARG, "runner: model and out are required");
     *out = NULL;
     gale_engine_params defaults = gale_engine_params_default();
     if (!params) params = &defaults;
-    if (params->n_ctx < 0 || params->n_threads < 0)
-        return gale_error(GALE_ERR_INVALID_ARG, "session: n_ctx and n_threads must not be negative");
+    if (params->n_threads < 0) return gale_error(GALE_ERR_INVALID_ARG, "engine: n_threads must not be negative");
     const gale_config *config = gale_model_config(model);
     if (config->n_experts > 1024 || config->n_experts_per_tok > 64)
-        return gale_error(GALE_ERR_UNSUPPORTED, "session: %d experts, %d per token: at most 1024 and 64",
+        return gale_error(GALE_ERR_UNSUPPORTED, "engine: %d experts, %d per token: at most 1024 and 64",
                           config->n_experts, config->n_experts_per_tok);
     if (config->head_dim > 1024)
-        return gale_error(GALE_ERR_UNSUPPORTED, "session: head_dim %d is above 1024", config->head_dim);
+        return gale_error(GALE_ERR_UNSUPPORTED, "engine: head_dim %d is above 1024", config->head_dim);
     const tensor_table *table = model_get_tensor_table(model);
     for (size_t i = 0; i < table->count; i++)
         if (table->entries[i].bound && !table->entries[i].tensor.data)
-            return gale_error(GALE_ERR_INVALID_ARG, "session: tensor '%s' has no data (the model was loaded metadata-only)",
+            return gale_error(GALE_ERR_INVALID_ARG, "engine: tensor '%s' has no data (the model was loaded metadata-only)",
                               table->entries[i].name);
-    gale_session *s = calloc(1, sizeof *s);
-    if (!s) return gale_error(GALE_ERR_OOM, "session: out of memory");
+    model_runner *s = calloc(1, sizeof *s);
+    if (!s) return gale_error(GALE_ERR_OOM, "engine: out of memory");
     s->model = model;
-    s->c = gale_model_config(model);
+    s->c = config;
     s->w = model_get_weights(model);
     s->b.ops = &cpu_backend_ops;
-    int n_ctx = params->n_ctx ? params->n_ctx : (s->c->max_position_embeddings < 4096 ? s->c->max_position_embeddings : 4096);
     gale_status status = thread_pool_create(params->n_threads, &s->b.pool);
-    if (status == GALE_OK) status = kv_cache_init(&s->cache, s->c->n_layers, n_ctx, s->c->n_kv_heads * s->c->head_dim);
     if (status == GALE_OK) status = prepare_norms(s);
     if (status == GALE_OK && params->prepare_weights && prepared_weights_fit(s)) status = prepare_weights(s);
     if (status == GALE_OK) {
         int half = s->c->head_dim / 2;
         s->inv_freq = malloc((size_t)s->c->n_layers * (size_t)half * sizeof(float));
         s->expert_out = malloc((size_t)s->c->hidden * sizeof(float));
-        if (!s->inv_freq || !s->expert_out) status = gale_error(GALE_ERR_OOM, "session: out of memory");
+        if (!s->inv_freq || !s->expert_out) status = gale_error(GALE_ERR_OOM, "engine: out of memory");
         for (int l = 0; status == GALE_OK && l < s->c->n_layers; l++) config_rope_inv_freq(s->c, l, s->inv_freq + (size_t)l * half);
     }
     if (status != GALE_OK) {
-        gale_session_free(s);
+        runner_free(s);
         return status;
     }
     *out = s;
     return GALE_OK;
 }
 
-void gale_session_free(gale_session *s) {
+void runner_free(model_runner *s) {
     if (!s) return;
     thread_pool_destroy(s->b.pool);
-    kv_cache_free(&s->cache);
     free(s->norms);
     free(s->arena);
     for (size_t i = 0; i < s->n_owned; i++) free(s->owned[i]);
@@ -236,12 +228,11 @@ void gale_session_free(gale_session *s) {
     free(s->inv_freq);
     float *bufs[] = {s->x, s->h, s->q, s->k, s->v, s->attn, s->gate, s->up, s->tmp, s->expert_out};
     for (size_t i = 0; i < 10; i++) free(bufs[i]);
+    free(s->tables);
     free(s);
 }
 
-void gale_session_reset(gale_session *s) { s->pos = 0; }
-int gale_session_position(const gale_session *s) { return s->pos; }
-int gale_session_context(const gale_session *s) { return s->cache.n_ctx; }
+const gale_config *runner_config(const model_runner *s) { return s->c; }
 
 /* ---- the forward ---- */
 
@@ -250,7 +241,7 @@ static void add_into(float *x, const float *y, size_t count) {
 }
 
 /* out[n, H] = down(act(gate(x)) ⊙ up(x)) for x [n, H]: the dense MLP and each expert. */
-static gale_status gated_mlp(gale_session *s, const gale_tensor *gate, const gale_tensor *up, const gale_tensor *down,
+static gale_status gated_mlp(model_runner *s, const gale_tensor *gate, const gale_tensor *up, const gale_tensor *down,
                              const float *x, int n, float *out) {
     const backend_ops *ops = s->b.ops;
     GALE_TRY(ops->matmul(&s->b, x, n, gate, s->gate));
@@ -261,7 +252,7 @@ static gale_status gated_mlp(gale_session *s, const gale_tensor *gate, const gal
 
 /* Mixtral: softmax over all router logits in fp32, top-k, weights renormalised to sum 1;
  * each token's chosen experts run on that token alone. */
-static gale_status moe(gale_session *s, const layer_weights *lw, int n, float *out) {
+static gale_status moe(model_runner *s, const layer_weights *lw, int n, float *out) {
     const gale_config *c = s->c;
     const int H = c->hidden, E = c->n_experts, K = c->n_experts_per_tok;
     float router[1024];
@@ -296,12 +287,21 @@ static gale_status moe(gale_session *s, const layer_weights *lw, int n, float *o
     return GALE_OK;
 }
 
-static gale_status attention_block(gale_session *s, int l, int n, const int32_t *positions) {
+/* Where the batch's keys and values go: the layers' pools and, per group, the block
+ * tables of the batch's sequences side by side. */
+typedef struct batch_kv {
+    kv_cache *cache;
+    const int32_t *tables; /* [n_groups, n_seqs, stride] */
+    int n_seqs, stride;
+    const int32_t *positions, *seq_of;
+} batch_kv;
+
+static gale_status attention_block(model_runner *s, int l, int n, const batch_kv *kv) {
     const gale_config *c = s->c;
     const layer_weights *lw = &s->w->layers[l];
     const layer_norms *norms = &s->norms[l];
     const backend_ops *ops = s->b.ops;
-    const int H = c->hidden, hd = c->head_dim, half = hd / 2, kvd = c->n_kv_heads * hd;
+    const int H = c->hidden, hd = c->head_dim, half = hd / 2;
     ops->rmsnorm(&s->b, s->x, n, H, norms->attn, c->norm_weight_offset, c->rms_norm_eps, s->h);
     GALE_TRY(ops->matmul(&s->b, s->h, n, lw->wq, s->q));
     GALE_TRY(ops->matmul(&s->b, s->h, n, lw->wk, s->k));
@@ -311,21 +311,26 @@ static gale_status attention_block(gale_session *s, int l, int n, const int32_t 
         ops->rmsnorm(&s->b, s->k, n * c->n_kv_heads, hd, norms->k, c->norm_weight_offset, c->rms_norm_eps, s->k);
     }
     const float *inv_freq = s->inv_freq + (size_t)l * half;
-    ops->rope(&s->b, s->q, n, c->n_heads, hd, positions, inv_freq);
-    ops->rope(&s->b, s->k, n, c->n_kv_heads, hd, positions, inv_freq);
-    float *k_cache = kv_cache_keys(&s->cache, l), *v_cache = kv_cache_values(&s->cache, l);
-    memcpy(k_cache + (size_t)s->pos * kvd, s->k, (size_t)n * kvd * sizeof(float));
-    memcpy(v_cache + (size_t)s->pos * kvd, s->v, (size_t)n * kvd * sizeof(float));
+    ops->rope(&s->b, s->q, n, c->n_heads, hd, kv->positions, inv_freq);
+    ops->rope(&s->b, s->k, n, c->n_kv_heads, hd, kv->positions, inv_freq);
+    int group = kv->cache->layer_group[l];
+    paged_kv layer_kv = {.keys = kv->cache->keys[l],
+                         .values = kv->cache->values[l],
+                         .block_size = kv->cache->block_size,
+                         .kv_dim = kv->cache->kv_dim,
+                         .block_tables = kv->tables + (size_t)group * kv->n_seqs * kv->stride,
+                         .table_stride = kv->stride};
+    ops->store_kv(&s->b, &layer_kv, s->k, s->v, n, kv->positions, kv->seq_of);
     attention_params p = {.n_heads = c->n_heads, .n_kv_heads = c->n_kv_heads, .head_dim = hd, .scale = c->attn_scale,
                           .softcap = c->attn_softcap, .window = c->layers[l].window};
-    ops->attention(&s->b, s->q, k_cache, v_cache, n, s->pos, &p, s->attn);
+    GALE_TRY(ops->attention(&s->b, s->q, &layer_kv, n, kv->positions, kv->seq_of, &p, s->attn));
     GALE_TRY(ops->matmul(&s->b, s->attn, n, lw->wo, s->tmp));
     if (norms->post_attn) ops->rmsnorm(&s->b, s->tmp, n, H, norms->post_attn, c->norm_weight_offset, c->rms_norm_eps, s->tmp);
     add_into(s->x, s->tmp, (size_t)n * H);
     return GALE_OK;
 }
 
-static gale_status mlp_block(gale_session *s, int l, int n) {
+static gale_status mlp_block(model_runner *s, int l, int n) {
     const gale_config *c = s->c;
     const layer_weights *lw = &s->w->layers[l];
     const layer_norms *norms = &s->norms[l];
@@ -342,32 +347,72 @@ static gale_status mlp_block(gale_session *s, int l, int n) {
     return GALE_OK;
 }
 
-gale_status gale_session_forward(gale_session *s, const int32_t *ids, size_t n_ids, bool all_logits, float *logits) {
-    if (!s || (!ids && n_ids)) return gale_error(GALE_ERR_INVALID_ARG, "gale_session_forward: NULL argument");
-    if (n_ids == 0) return gale_error(GALE_ERR_INVALID_ARG, "forward: no tokens (empty prompt)");
-    if ((size_t)s->pos + n_ids > (size_t)s->cache.n_ctx)
-        return gale_error(GALE_ERR_INVALID_ARG, "forward: %zu tokens after %d do not fit the context of %d tokens",
-                          n_ids, s->pos, s->cache.n_ctx);
+/* Every position a token writes or reads must sit in a block its sequence holds. */
+static gale_status check_batch(const kv_cache *cache, const runner_batch *batch, int vocab) {
+    for (int i = 0; i < batch->n_tokens; i++) {
+        int seq = batch->seq_of[i], pos = batch->positions[i];
+        if (seq < 0 || seq >= batch->n_seqs || pos < 0)
+            return gale_error(GALE_ERR_INVALID_ARG, "forward: token %d names sequence %d at position %d", i, seq, pos);
+        const kv_seq *q = batch->seqs[seq];
+        if (pos >= q->n_logical * cache->block_size)
+            return gale_error(GALE_ERR_INVALID_ARG, "forward: position %d of sequence %d has no KV block reserved", pos, seq);
+        for (int g = 0; g < cache->n_groups; g++) {
+            int w = cache->groups[g].window, first = w > 0 && pos - w + 1 > 0 ? pos - w + 1 : 0;
+            if (q->tables[g][first / cache->block_size] < 0 || q->tables[g][pos / cache->block_size] < 0)
+                return gale_error(GALE_ERR_INVALID_ARG, "forward: position %d of sequence %d sees a released block", pos, seq);
+        }
+        if (batch->ids[i] < 0 || batch->ids[i] >= vocab)
+            return gale_error(GALE_ERR_INVALID_ARG, "forward: token id %d is outside the vocabulary (%d)", batch->ids[i], vocab);
+    }
+    for (int i = 0; i < batch->n_logits; i++)
+        if (batch->logit_rows[i] < 0 || batch->logit_rows[i] >= batch->n_tokens)
+            return gale_error(GALE_ERR_INVALID_ARG, "forward: logits asked for token %d of %d", batch->logit_rows[i],
+                              batch->n_tokens);
+    return GALE_OK;
+}
+
+static gale_status gather_tables(model_runner *s, const kv_cache *cache, const runner_batch *batch, int *stride) {
+    *stride = 1;
+    for (int q = 0; q < batch->n_seqs; q++) *stride = batch->seqs[q]->n_logical > *stride ? batch->seqs[q]->n_logical : *stride;
+    int need = cache->n_groups * batch->n_seqs * *stride;
+    if (need > s->cap_tables) {
+        int32_t *grown = realloc(s->tables, (size_t)need * sizeof *grown);
+        if (!grown) return gale_error(GALE_ERR_OOM, "forward: out of memory for block tables");
+        s->tables = grown;
+        s->cap_tables = need;
+    }
+    for (int g = 0; g < cache->n_groups; g++)
+        for (int q = 0; q < batch->n_seqs; q++) {
+            int32_t *row = s->tables + ((size_t)g * batch->n_seqs + q) * *stride;
+            const kv_seq *seq = batch->seqs[q];
+            memcpy(row, seq->tables[g], (size_t)seq->n_logical * sizeof *row);
+            for (int j = seq->n_logical; j < *stride; j++) row[j] = -1;
+        }
+    return GALE_OK;
+}
+
+gale_status runner_forward(model_runner *s, kv_cache *cache, const runner_batch *batch, float *logits) {
+    if (!s || !cache || !batch || batch->n_tokens <= 0)
+        return gale_error(GALE_ERR_INVALID_ARG, "forward: no tokens (empty prompt)");
     const gale_config *c = s->c;
-    const int n = (int)n_ids, H = c->hidden;
+    const int n = batch->n_tokens, H = c->hidden;
+    GALE_TRY(check_batch(cache, batch, c->vocab));
     GALE_TRY(grow_scratch(s, n));
-    int32_t *positions = malloc((size_t)n * sizeof *positions);
-    if (!positions) return gale_error(GALE_ERR_OOM, "forward: out of memory");
-    for (int i = 0; i < n; i++) positions[i] = s->pos + i;
+    int stride;
+    GALE_TRY(gather_tables(s, cache, batch, &stride));
+    batch_kv kv = {cache, s->tables, batch->n_seqs, stride, batch->positions, batch->seq_of};
     /* Gemma scales embeddings by sqrt(H) in the activation dtype (fp32 here) */
     float scale = c->embed_scale_sqrt_hidden ? (float)sqrt((double)H) : 1.0f;
-    gale_status status = s->b.ops->embed(&s->b, s->w->embed, ids, n, scale, s->x);
-    for (int l = 0; status == GALE_OK && l < c->n_layers; l++) {
-        status = attention_block(s, l, n, positions);
-        if (status == GALE_OK) status = mlp_block(s, l, n);
+    GALE_TRY(s->b.ops->embed(&s->b, s->w->embed, batch->ids, n, scale, s->x));
+    for (int l = 0; l < c->n_layers; l++) {
+        GALE_TRY(attention_block(s, l, n, &kv));
+        GALE_TRY(mlp_block(s, l, n));
     }
-    free(positions);
-    GALE_TRY(status);
-    s->pos += n;
-    if (!logits) return GALE_OK;
-    int rows = all_logits ? n : 1;
-    const float *last = s->x + (size_t)(n - rows) * H;
-    s->b.ops->rmsnorm(&s->b, last, rows, H, s->final_norm, c->norm_weight_offset, c->rms_norm_eps, s->h);
+    if (!logits || batch->n_logits == 0) return GALE_OK;
+    const int rows = batch->n_logits;
+    for (int i = 0; i < rows; i++)
+        memcpy(s->tmp + (size_t)i * H, s->x + (size_t)batch->logit_rows[i] * H, (size_t)H * sizeof(float));
+    s->b.ops->rmsnorm(&s->b, s->tmp, rows, H, s->final_norm, c->norm_weight_offset, c->rms_norm_eps, s->h);
     GALE_TRY(s->b.ops->matmul(&s->b, s->h, rows, s->w->lm_head, logits));
     if (c->final_softcap > 0) s->b.ops->softcap(&s->b, logits, (size_t)rows * c->vocab, c->final_softcap);
     return GALE_OK;

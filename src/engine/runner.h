@@ -1,0 +1,42 @@
+/* The model runner: the one forward pass over a batch of tokens from any number of
+ * sequences (prefill chunks and decode steps mixed), on the backend's ops and the paged
+ * KV cache. gale_session (one sequence) and gale_engine (continuous batching) drive it. */
+#ifndef GALE_ENGINE_RUNNER_H
+#define GALE_ENGINE_RUNNER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "engine/kvcache.h"
+#include "gale.h"
+
+typedef struct model_runner model_runner;
+
+typedef struct runner_batch {
+    int n_tokens;
+    const int32_t *ids;       /* [n_tokens] */
+    const int32_t *positions; /* [n_tokens] position of each token in its sequence */
+    const int32_t *seq_of;    /* [n_tokens] index into seqs */
+    int n_seqs;
+    kv_seq *const *seqs;      /* [n_seqs] blocks reserved for every position in the batch */
+    int n_logits;
+    const int32_t *logit_rows; /* [n_logits] tokens whose logits are wanted */
+} runner_batch;
+
+gale_status runner_create(const gale_model *model, const gale_engine_params *params, model_runner **out);
+void runner_free(model_runner *r);
+const gale_config *runner_config(const model_runner *r);
+
+/* Runs the batch: stores every token's keys and values in the cache, returns logits
+ * [n_logits, vocab] in batch order. The caller reserves blocks before (kv_seq_reserve)
+ * and advances the sequences after (kv_seq_advance). */
+gale_status runner_forward(model_runner *r, kv_cache *cache, const runner_batch *batch, float *logits);
+
+/* n_ctx, or min(max_position_embeddings, 4096) when 0 */
+int engine_default_context(const gale_config *c, int n_ctx);
+
+/* The session's cache, for tests that count blocks. */
+const kv_cache *session_kv_cache(const gale_session *s);
+const kv_seq *session_kv_seq(const gale_session *s);
+
+#endif

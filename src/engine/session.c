@@ -1,0 +1,111 @@
+/* gale_session: one sequence on the model runner, with a paged cache sized for its
+ * context — the simple path the CLI's generate, chat and logits take. */
+#include <stdlib.h>
+
+#include "core/status.h"
+#include "engine/runner.h"
+#include "model/config.h"
+#include "model/model.h"
+
+struct gale_session {
+    model_runner *runner;
+    kv_cache cache;
+    kv_seq seq;
+    int n_ctx;
+    int32_t *scratch;     /* [3, cap]: positions, sequence of each token, logit rows */
+    size_t scratch_cap;
+};
+
+gale_engine_params gale_engine_params_default(void) {
+    return (gale_engine_params){.n_threads = 0,
+                                .n_ctx = 0,
+                                .prepare_weights = true,
+                                .max_num_seqs = 256,
+                                .max_num_batched_tokens = 2048,
+                                .kv_blocks = 0,
+                                .kv_memory_fraction = 0.3f,
+                                .block_size = 16};
+}
+
+int engine_default_context(const gale_config *c, int n_ctx) {
+    if (n_ctx > 0) return n_ctx;
+    return c->max_position_embeddings > 0 && c->max_position_embeddings < 4096 ? c->max_position_embeddings : 4096;
+}
+
+gale_status gale_session_new(const gale_model *model, const gale_engine_params *params, gale_session **out) {
+    if (!model || !out) return gale_error(GALE_ERR_INVALID_ARG, "gale_session_new: model and out are required");
+    *out = NULL;
+    gale_engine_params defaults = gale_engine_params_default();
+    if (!params) params = &defaults;
+    if (params->n_ctx < 0 || params->block_size < 0)
+        return gale_error(GALE_ERR_INVALID_ARG, "session: n_ctx and block_size must not be negative");
+    gale_session *s = calloc(1, sizeof *s);
+    if (!s) return gale_error(GALE_ERR_OOM, "session: out of memory");
+    const gale_config *c = gale_model_config(model);
+    s->n_ctx = engine_default_context(c, params->n_ctx);
+    int block_size = params->block_size ? params->block_size : KV_DEFAULT_BLOCK_SIZE;
+    kv_cache_params kp = {.block_size = block_size,
+                          .budget_bytes = kv_cache_block_bytes(c, block_size) * (size_t)((s->n_ctx + block_size - 1) / block_size),
+                          .max_seqs = 1,
+                          .max_chunk = s->n_ctx,
+                          .max_len = s->n_ctx};
+    gale_status status = runner_create(model, params, &s->runner);
+    if (status == GALE_OK) status = kv_cache_init(&s->cache, c, &kp);
+    if (status != GALE_OK) {
+        gale_session_free(s);
+        return status;
+    }
+    *out = s;
+    return GALE_OK;
+}
+
+void gale_session_free(gale_session *s) {
+    if (!s) return;
+    kv_seq_free(&s->cache, &s->seq);
+    kv_cache_free(&s->cache);
+    runner_free(s->runner);
+    free(s->scratch);
+    free(s);
+}
+
+void gale_session_reset(gale_session *s) { kv_seq_release(&s->cache, &s->seq); }
+int gale_session_position(const gale_session *s) { return s->seq.length; }
+int gale_session_context(const gale_session *s) { return s->n_ctx; }
+const kv_cache *session_kv_cache(const gale_session *s) { return &s->cache; }
+const kv_seq *session_kv_seq(const gale_session *s) { return &s->seq; }
+
+gale_status gale_session_forward(gale_session *s, const int32_t *ids, size_t n_ids, bool all_logits, float *logits) {
+    if (!s || (!ids && n_ids)) return gale_error(GALE_ERR_INVALID_ARG, "gale_session_forward: NULL argument");
+    if (n_ids == 0) return gale_error(GALE_ERR_INVALID_ARG, "forward: no tokens (empty prompt)");
+    const int pos = s->seq.length;
+    if ((size_t)pos + n_ids > (size_t)s->n_ctx)
+        return gale_error(GALE_ERR_INVALID_ARG, "forward: %zu tokens after %d do not fit the context of %d tokens", n_ids,
+                          pos, s->n_ctx);
+    const int n = (int)n_ids;
+    if (n_ids > s->scratch_cap) {
+        int32_t *grown = realloc(s->scratch, 3 * n_ids * sizeof *grown);
+        if (!grown) return gale_error(GALE_ERR_OOM, "forward: out of memory");
+        s->scratch = grown;
+        s->scratch_cap = n_ids;
+    }
+    int32_t *positions = s->scratch, *seq_of = s->scratch + n, *rows = s->scratch + 2 * n;
+    for (int i = 0; i < n; i++) {
+        positions[i] = pos + i;
+        seq_of[i] = 0;
+        rows[i] = i;
+    }
+    if (kv_seq_reserve(&s->cache, &s->seq, pos + n) != GALE_OK)
+        return gale_error(GALE_ERR_OOM, "forward: the KV cache has no room for %d more tokens", n);
+    kv_seq *seqs[] = {&s->seq};
+    runner_batch batch = {.n_tokens = n,
+                          .ids = ids,
+                          .positions = positions,
+                          .seq_of = seq_of,
+                          .n_seqs = 1,
+                          .seqs = seqs,
+                          .n_logits = logits ? (all_logits ? n : 1) : 0,
+                          .logit_rows = all_logits ? rows : rows + n - 1};
+    GALE_TRY(runner_forward(s->runner, &s->cache, &batch, logits));
+    kv_seq_advance(&s->cache, &s->seq, pos + n);
+    return GALE_OK;
+}
