@@ -213,6 +213,70 @@ gale_status gale_sampler_sample(gale_sampler *sampler, float *logits, const int3
                                 int32_t *out);
 void gale_sampler_free(gale_sampler *sampler);
 
+/* ---- continuous batching --------------------------------------------------------- */
+
+/* Many requests at once over a paged KV cache: submit requests, call gale_engine_step
+ * until gale_engine_busy is false, read each step's outputs (one new token per request
+ * that advanced, with its text). The model (and tokenizer) must outlive the engine. */
+typedef struct gale_engine gale_engine;
+typedef struct gale_tokenizer gale_tokenizer;
+
+typedef struct gale_request {
+    const int32_t *ids;     /* the prompt as token ids (copied), or NULL and: */
+    size_t n_ids;
+    const char *prompt;     /* text, encoded with add_special (needs the engine's tokenizer) */
+    gale_sampling_params sampling;
+    int max_new_tokens;     /* > 0; also cut at the context */
+    bool ignore_eos;        /* generate max_new_tokens whatever the model says (benchmarks) */
+    const int32_t *stop_ids; /* more ids that end the request, besides EOS and end of turn */
+    size_t n_stop_ids;
+    const char *const *stop; /* stop strings (copied): the text ends before the first one */
+    size_t n_stop;
+} gale_request;
+
+/* Greedy, 256 new tokens, no extra stop rules. */
+gale_request gale_request_default(void);
+
+typedef enum gale_finish {
+    GALE_FINISH_NONE = 0,  /* still running */
+    GALE_FINISH_STOP,      /* a stop id or stop string */
+    GALE_FINISH_LENGTH,    /* max_new_tokens or the context */
+    GALE_FINISH_CANCELLED, /* gale_engine_cancel */
+} gale_finish;
+
+typedef struct gale_output {
+    uint64_t request_id;
+    int32_t token;     /* the new token (a stop id included), or -1 (cancelled) */
+    const char *text;  /* its text, stop strings cut (empty without a tokenizer) */
+    size_t text_len;
+    gale_finish finish;
+} gale_output;
+
+typedef struct gale_engine_stats {
+    int waiting, running;
+    uint64_t steps, preemptions, prompt_tokens, generated_tokens;
+    int kv_block_size;
+    int kv_groups;                 /* layer groups by attention window */
+    int kv_window[4];              /* per group: 0 full, else the window */
+    int kv_blocks_total[4], kv_blocks_free[4];
+} gale_engine_stats;
+
+/* tokenizer: NULL to work on ids only; with one, outputs carry text, EOS and the chat
+ * template's end of turn stop requests, and text prompts are accepted. */
+gale_status gale_engine_new(const gale_model *model, const gale_tokenizer *tokenizer, const gale_engine_params *params,
+                            gale_engine **out);
+void gale_engine_free(gale_engine *engine);
+/* Queues a request; refuses (by name, with the reason) prompts that are empty, longer
+ * than the context, or that need more KV blocks than the whole pool holds. */
+gale_status gale_engine_submit(gale_engine *engine, const gale_request *request, uint64_t *id);
+/* Ends a request now; its last output (GALE_FINISH_CANCELLED) comes with the next step. */
+gale_status gale_engine_cancel(gale_engine *engine, uint64_t id);
+/* Runs one batch; *outputs (valid until the next step) holds one entry per request that
+ * got a token or finished. */
+gale_status gale_engine_step(gale_engine *engine, const gale_output **outputs, size_t *n_outputs);
+bool gale_engine_busy(const gale_engine *engine);
+gale_engine_stats gale_engine_get_stats(const gale_engine *engine);
+
 /* ---- tokenizer ------------------------------------------------------------------- */
 
 typedef struct gale_tokenizer gale_tokenizer;
