@@ -11,10 +11,11 @@
 
 #include "core/npy.h"
 #include "engine/runner.h"
+#include "batch_workload.h"
 #include "test_support.h"
 
 static const char *const families[] = {"llama", "mistral", "mixtral", "gemma", "gemma2", "gemma3_text"};
-enum { N_FAMILIES = sizeof families / sizeof families[0], N_REQUESTS = 16, MAX_OUT = 24 };
+enum { N_FAMILIES = sizeof families / sizeof families[0] };
 
 static gale_model *load_tiny(const char *family) {
     char dir[128];
@@ -26,118 +27,12 @@ static gale_model *load_tiny(const char *family) {
     return m;
 }
 
-static gale_engine *new_engine(const gale_model *m, int max_seqs, int budget, int kv_blocks) {
-    gale_engine_params p = gale_engine_params_default();
-    p.n_threads = 2;
-    p.max_num_seqs = max_seqs;
-    p.max_num_batched_tokens = budget;
-    p.kv_blocks = kv_blocks;
-    gale_engine *e = NULL;
-    cr_assert_eq(gale_engine_new(m, NULL, &p, &e), GALE_OK, "%s", gale_last_error());
-    return e;
-}
-
-/* A request set: mixed prompt lengths from 1 to 300 (within the context) and output
- * lengths from 1 to MAX_OUT, ids from a fixed generator. */
-typedef struct workload {
-    int n_prompt[N_REQUESTS], n_out[N_REQUESTS];
-    int32_t *prompt[N_REQUESTS];
-    int32_t got[N_REQUESTS][MAX_OUT + 1];
-    int n_got[N_REQUESTS];
-} workload;
-
-static void make_workload(workload *w, const gale_config *c) {
-    static const int lengths[N_REQUESTS] = {1, 300, 17, 2, 64, 33, 150, 9, 31, 100, 16, 200, 47, 5, 255, 32};
-    static const int outs[N_REQUESTS] = {24, 3, 1, 20, 8, 24, 5, 12, 2, 16, 24, 7, 10, 24, 4, 18};
-    uint64_t state = 12345;
-    int room = c->max_position_embeddings < 4096 ? c->max_position_embeddings : 4096;
-    memset(w, 0, sizeof *w);
-    for (int r = 0; r < N_REQUESTS; r++) {
-        w->n_out[r] = outs[r];
-        w->n_prompt[r] = lengths[r] + outs[r] <= room ? lengths[r] : room - outs[r];
-        w->prompt[r] = malloc((size_t)w->n_prompt[r] * sizeof(int32_t));
-        for (int i = 0; i < w->n_prompt[r]; i++) {
-            state = state * 6364136223846793005ull + 1442695040888963407ull;
-            w->prompt[r][i] = (int32_t)((state >> 33) % (uint64_t)c->vocab);
-        }
-    }
-}
-
-static void free_workload(workload *w) {
-    for (int r = 0; r < N_REQUESTS; r++) free(w->prompt[r]);
-}
-
-static gale_request greedy_request(const workload *w, int r) {
-    gale_request q = gale_request_default();
-    q.ids = w->prompt[r];
-    q.n_ids = (size_t)w->n_prompt[r];
-    q.max_new_tokens = w->n_out[r];
-    q.ignore_eos = true;
-    return q;
-}
-
-/* Steps until idle, collecting each request's tokens (index = id - first_id); submits
- * request r + 1 every `stagger` steps when stagger > 0 (all at once otherwise). */
-static void run(gale_engine *e, workload *w, int first, int count, int stagger) {
-    uint64_t ids[N_REQUESTS], base = 0;
-    int submitted = 0, steps = 0;
-    for (; submitted < count && (stagger == 0 || submitted == 0); submitted++) {
-        gale_request q = greedy_request(w, first + submitted);
-        cr_assert_eq(gale_engine_submit(e, &q, &ids[submitted]), GALE_OK, "%s", gale_last_error());
-    }
-    base = ids[0];
-    while (gale_engine_busy(e) || submitted < count) {
-        if (stagger > 0 && submitted < count && steps % stagger == 0) {
-            gale_request q = greedy_request(w, first + submitted);
-            cr_assert_eq(gale_engine_submit(e, &q, &ids[submitted]), GALE_OK, "%s", gale_last_error());
-            submitted++;
-        }
-        const gale_output *out;
-        size_t n;
-        cr_assert_eq(gale_engine_step(e, &out, &n), GALE_OK, "%s", gale_last_error());
-        for (size_t k = 0; k < n; k++) {
-            int r = first + (int)(out[k].request_id - base);
-            cr_assert(r >= first && r < first + count);
-            cr_assert_lt(w->n_got[r], MAX_OUT + 1, "request %d got too many tokens", r);
-            w->got[r][w->n_got[r]++] = out[k].token;
-            if (out[k].finish != GALE_FINISH_NONE) cr_assert_eq(out[k].finish, GALE_FINISH_LENGTH);
-        }
-        cr_assert_lt(++steps, 100000, "the engine does not finish");
-    }
-}
-
-static void run_alone(const gale_model *m, workload *w) {
-    for (int r = 0; r < N_REQUESTS; r++) {
-        gale_engine *e = new_engine(m, 1, 512, 0);
-        run(e, w, r, 1, 0);
-        gale_engine_free(e);
-        cr_assert_eq(w->n_got[r], w->n_out[r], "request %d alone: %d tokens, wanted %d", r, w->n_got[r], w->n_out[r]);
-    }
-}
-
-static void assert_same(const workload *alone, const workload *batched, const char *family, const char *how) {
-    for (int r = 0; r < N_REQUESTS; r++) {
-        cr_assert_eq(batched->n_got[r], alone->n_got[r], "%s %s: request %d got %d tokens, alone %d", family, how, r,
-                     batched->n_got[r], alone->n_got[r]);
-        for (int i = 0; i < alone->n_got[r]; i++)
-            cr_assert_eq(batched->got[r][i], alone->got[r][i], "%s %s: request %d (prompt %d) token %d: %d, alone %d", family,
-                         how, r, alone->n_prompt[r], i, batched->got[r][i], alone->got[r][i]);
-    }
-}
-
-static void assert_pool_full(const gale_engine *e) {
-    gale_engine_stats st = gale_engine_get_stats(e);
-    for (int g = 0; g < st.kv_groups; g++)
-        cr_assert_eq(st.kv_blocks_free[g], st.kv_blocks_total[g], "group %d: %d of %d blocks back", g, st.kv_blocks_free[g],
-                     st.kv_blocks_total[g]);
-}
-
 ParameterizedTestParameters(batching, batched_equals_alone) { return index_params(N_FAMILIES); }
 ParameterizedTest(size_t *index, batching, batched_equals_alone, .timeout = 600) {
     const char *family = families[*index];
     gale_model *m = load_tiny(family);
     workload alone, batched;
-    make_workload(&alone, gale_model_config(m));
+    make_workload(&alone, gale_model_config(m), MAX_OUT);
     run_alone(m, &alone);
     struct {
         const char *how;
@@ -145,12 +40,11 @@ ParameterizedTest(size_t *index, batching, batched_equals_alone, .timeout = 600)
     } modes[] = {{"together", 16, 2048, 0}, {"together, 40-token steps", 16, 40, 0}, {"staggered", 8, 64, 3},
                  {"staggered, 4 seqs", 4, 16, 1}};
     for (size_t k = 0; k < sizeof modes / sizeof modes[0]; k++) {
-        make_workload(&batched, gale_model_config(m));
+        make_workload(&batched, gale_model_config(m), MAX_OUT);
         gale_engine *e = new_engine(m, modes[k].max_seqs, modes[k].budget, 0);
-        run(e, &batched, 0, N_REQUESTS, modes[k].stagger);
-        assert_same(&alone, &batched, family, modes[k].how);
+        run_workload(e, &batched, 0, N_REQUESTS, modes[k].stagger);
+        assert_same_tokens(&alone, &batched, family, modes[k].how);
         assert_pool_full(e);
-        gale_engine_get_stats(e);
         gale_engine_free(e);
         free_workload(&batched);
     }
@@ -165,12 +59,12 @@ ParameterizedTest(size_t *index, batching, preempted_requests_finish_as_alone, .
     const char *family = families[*index];
     gale_model *m = load_tiny(family);
     workload alone, batched;
-    make_workload(&alone, gale_model_config(m));
+    make_workload(&alone, gale_model_config(m), MAX_OUT);
     run_alone(m, &alone);
-    make_workload(&batched, gale_model_config(m));
+    make_workload(&batched, gale_model_config(m), MAX_OUT);
     gale_engine *e = new_engine(m, 16, 64, 24);
-    run(e, &batched, 0, N_REQUESTS, 0);
-    assert_same(&alone, &batched, family, "preempted");
+    run_workload(e, &batched, 0, N_REQUESTS, 0);
+    assert_same_tokens(&alone, &batched, family, "preempted");
     gale_engine_stats st = gale_engine_get_stats(e);
     fprintf(stderr, "%s: %llu preemptions in %llu steps\n", family, (unsigned long long)st.preemptions,
             (unsigned long long)st.steps);
@@ -392,12 +286,16 @@ ParameterizedTest(size_t *index, batching, engine_generates_past_the_window) {
 Test(batching, cancel_frees_blocks_and_reports) {
     gale_model *m = load_tiny("llama");
     workload w;
-    make_workload(&w, gale_model_config(m));
+    make_workload(&w, gale_model_config(m), MAX_OUT);
     gale_engine *e = new_engine(m, 8, 64, 0);
     uint64_t ids[3];
     for (int r = 0; r < 3; r++) {
-        gale_request q = greedy_request(&w, r == 0 ? 5 : r); /* 33, 300, 17 tokens */
+        int which = r == 0 ? 5 : r; /* 33, 300, 17 tokens */
+        gale_request q = gale_request_default();
+        q.ids = w.prompt[which];
+        q.n_ids = (size_t)w.n_prompt[which];
         q.max_new_tokens = 24;
+        q.ignore_eos = true;
         cr_assert_eq(gale_engine_submit(e, &q, &ids[r]), GALE_OK, "%s", gale_last_error());
     }
     const gale_output *out;

@@ -7,8 +7,12 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 /* Prints "gale: <message>" and the library's last error to stderr; returns 1. */
 int cli_fail(const char *what);
+/* The default model (SmolLM2-135M-Instruct in ${GALE_CACHE:-~/.cache/gale}/models, filled
+ * by scripts/fetch_model), as a string to free. */
+char *cli_default_model_path(void);
 
 #endif

@@ -10,6 +10,7 @@
 #include "cli/commands.h"
 #include "core/log.h"
 #include "core/mapped_file.h"
+#include "engine/stop_text.h"
 #include "gale.h"
 
 enum { MAX_STOP_STRINGS = 8, MAX_STOP_IDS = 16 };
@@ -40,16 +41,6 @@ static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-/* The default model: SmolLM2-135M-Instruct in the cache scripts/fetch_model fills. */
-static char *default_model_path(void) {
-    const char *cache = getenv("GALE_CACHE");
-    const char *home = getenv("HOME");
-    char buf[4096];
-    if (cache && *cache) snprintf(buf, sizeof buf, "%s/models/SmolLM2-135M-Instruct.Q4_1.gguf", cache);
-    else snprintf(buf, sizeof buf, "%s/.cache/gale/models/SmolLM2-135M-Instruct.Q4_1.gguf", home ? home : ".");
-    return strdup(buf);
 }
 
 static void print_generate_help(FILE *out, const char *command) {
@@ -173,7 +164,7 @@ static void runner_free(runner *r) {
 
 static int runner_open(runner *r, const generate_options *o) {
     memset(r, 0, sizeof *r);
-    char *fallback = o->model_path ? NULL : default_model_path();
+    char *fallback = o->model_path ? NULL : cli_default_model_path();
     const char *path = o->model_path ? o->model_path : fallback;
     if (!o->model_path && !path_exists(path)) {
         fprintf(stderr, "gale: the default model is not in the cache (%s); run scripts/fetch_model, or pass -m MODEL\n",
@@ -209,56 +200,18 @@ static bool is_stop_id(const runner *r, int32_t id) {
     return false;
 }
 
-/* Text held back because it may be the start of a stop string. */
-typedef struct stop_filter {
-    const generate_options *o;
+/* Streamed text through the stop strings, to the terminal (and the chat's capture). */
+typedef struct text_sink {
+    stop_text stop;
     FILE *out, *capture; /* capture: NULL, or where chat keeps the answer */
-    char *held;
-    size_t len, cap;
-    bool stopped;
-} stop_filter;
+} text_sink;
 
-static void emit_text(stop_filter *f, const char *text, size_t len) {
-    fwrite(text, 1, len, f->out);
-    if (f->capture) fwrite(text, 1, len, f->capture);
-}
-
-static size_t prefix_overlap(const stop_filter *f) {
-    size_t best = 0;
-    for (int s = 0; s < f->o->n_stop_strings; s++) {
-        size_t n = strlen(f->o->stop_strings[s]);
-        for (size_t k = n - 1; k > best; k--)
-            if (k <= f->len && memcmp(f->held + f->len - k, f->o->stop_strings[s], k) == 0) {
-                best = k;
-                break;
-            }
-    }
-    return best;
-}
-
-static void stop_filter_push(stop_filter *f, const char *text, size_t len) {
-    if (f->stopped) return;
-    if (f->len + len + 1 > f->cap) {
-        f->cap = (f->len + len + 1) * 2;
-        f->held = realloc(f->held, f->cap);
-    }
-    memcpy(f->held + f->len, text, len);
-    f->len += len;
-    f->held[f->len] = '\0';
-    for (int s = 0; s < f->o->n_stop_strings; s++) {
-        char *hit = strstr(f->held, f->o->stop_strings[s]);
-        if (hit) {
-            emit_text(f, f->held, (size_t)(hit - f->held));
-            f->stopped = true;
-            f->len = 0;
-            return;
-        }
-    }
-    size_t keep = prefix_overlap(f);
-    emit_text(f, f->held, f->len - keep);
-    memmove(f->held, f->held + f->len - keep, keep);
-    f->len = keep;
-    fflush(f->out);
+static void sink_emit(text_sink *sink) {
+    size_t len;
+    const char *text = stop_text_take(&sink->stop, &len);
+    fwrite(text, 1, len, sink->out);
+    if (sink->capture) fwrite(text, 1, len, sink->capture);
+    fflush(sink->out);
 }
 
 /* Prefills ids and generates up to max_new_tokens, streaming the text to out. */
@@ -279,12 +232,13 @@ static int generate_from(runner *r, const generate_options *o, const gale_tokens
     }
     memcpy(history, prompt->ids, prompt->count * sizeof *history);
     size_t n_history = prompt->count, generated = 0;
-    stop_filter filter = {.o = o, .out = out, .capture = capture};
+    text_sink sink = {.out = out, .capture = capture};
+    stop_text_init(&sink.stop, o->stop_strings, (size_t)o->n_stop_strings);
     int rc = 0;
     double t0 = now();
     if (gale_session_forward(r->session, prompt->ids, prompt->count, false, logits) != GALE_OK) rc = cli_fail("forward failed");
     double t_prefill = now() - t0, t1 = now();
-    while (rc == 0 && generated < (size_t)o->max_new_tokens && !filter.stopped) {
+    while (rc == 0 && generated < (size_t)o->max_new_tokens && !sink.stop.stopped) {
         int32_t id;
         gale_sampler_sample(r->sampler, logits, history, n_history, &id);
         if (is_stop_id(r, id)) break;
@@ -293,8 +247,9 @@ static int generate_from(runner *r, const generate_options *o, const gale_tokens
         const char *text;
         size_t len;
         gale_detokenizer_push(d, id, &text, &len);
-        stop_filter_push(&filter, text, len);
-        if (generated == (size_t)o->max_new_tokens || filter.stopped) break;
+        if (stop_text_push(&sink.stop, text, len) != GALE_OK) rc = cli_fail("out of memory");
+        sink_emit(&sink);
+        if (generated == (size_t)o->max_new_tokens || sink.stop.stopped) break;
         if (gale_session_position(r->session) + 1 > gale_session_context(r->session)) {
             fprintf(stderr, "\ngale: the context of %d tokens is full\n", gale_session_context(r->session));
             break;
@@ -304,8 +259,9 @@ static int generate_from(runner *r, const generate_options *o, const gale_tokens
     const char *tail;
     size_t tail_len;
     gale_detokenizer_flush(d, &tail, &tail_len);
-    stop_filter_push(&filter, tail, tail_len);
-    if (!filter.stopped) emit_text(&filter, filter.held, filter.len);
+    if (stop_text_push(&sink.stop, tail, tail_len) != GALE_OK || stop_text_finish(&sink.stop) != GALE_OK)
+        rc = cli_fail("out of memory");
+    sink_emit(&sink);
     fputc('\n', out);
     fflush(out);
     double t_decode = now() - t1;
@@ -319,7 +275,7 @@ static int generate_from(runner *r, const generate_options *o, const gale_tokens
                 prompt->count, generated, (double)prompt->count / (t_prefill > 0 ? t_prefill : 1e-9),
                 generated > 1 ? (double)(generated - 1) / (t_decode > 0 ? t_decode : 1e-9) : 0.0);
     fflush(out);
-    free(filter.held);
+    stop_text_free(&sink.stop);
     gale_detokenizer_free(d);
     free(logits);
     free(history);

@@ -1,5 +1,6 @@
 /* gale — command-line entry point: dispatches to one subcommand. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/commands.h"
@@ -17,6 +18,7 @@ static const command commands[] = {
     {"chat", cmd_chat, "interactive multi-turn chat with the model's chat template"},
     {"logits", cmd_logits, "write the fp32 logits of every position of a prompt as .npy"},
     {"tokenize", cmd_tokenize, "encode text to token ids with a model's tokenizer, or decode ids"},
+    {"bench", cmd_bench, "offline throughput of continuous batching (bench throughput)"},
 };
 
 static void print_usage(FILE *out) {
@@ -29,6 +31,16 @@ static void print_usage(FILE *out) {
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
     fprintf(out, "\n'gale <command> --help' lists the options of a command.\n");
+}
+
+/* The default model: SmolLM2-135M-Instruct in the cache scripts/fetch_model fills. */
+char *cli_default_model_path(void) {
+    const char *cache = getenv("GALE_CACHE");
+    const char *home = getenv("HOME");
+    char buf[4096];
+    if (cache && *cache) snprintf(buf, sizeof buf, "%s/models/SmolLM2-135M-Instruct.Q4_1.gguf", cache);
+    else snprintf(buf, sizeof buf, "%s/.cache/gale/models/SmolLM2-135M-Instruct.Q4_1.gguf", home ? home : ".");
+    return strdup(buf);
 }
 
 int cli_fail(const char *what) {
