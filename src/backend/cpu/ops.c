@@ -10,18 +10,54 @@
 #include "core/status.h"
 #include "model/quant.h"
 
-static float dot(const float *a, const float *b, int n) {
-    float acc[8] = {0};
-    int i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int k = 0; k < 8; k++) acc[k] += a[i + k] * b[i + k];
-    float sum = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-    for (; i < n; i++) sum += a[i] * b[i];
-    return sum;
+/* ---- matmul: each thread takes a range of weight rows and computes tiles of up to 4
+ * weight rows × 2 input rows, so 8 independent accumulator chains are in flight and each
+ * loaded weight vector serves two tokens. Every (weight row, input row) pair is summed in
+ * exactly the order dot() uses, so a token's result never depends on which tile or batch
+ * it was in (a request gives the same tokens alone or batched). ---- */
+
+typedef float v8f __attribute__((vector_size(32)));
+
+static inline v8f load8(const float *p) {
+    v8f v;
+    memcpy(&v, p, sizeof v);
+    return v;
 }
 
-/* ---- matmul: each thread takes a range of weight rows, dequantises a row once and
- * uses it for every input row ---- */
+/* dot()'s lane order and reduction tree */
+static inline float reduce8(v8f acc) {
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+/* out[r * out_stride + c] = dot(x[c], w[r]) for r < NW, c < NX; NW, NX constants after
+ * inlining, so the accumulators live in registers. */
+static inline __attribute__((always_inline)) void dot_tile(const float *const *w, const float *const *x, int len,
+                                                           float *out, size_t out_stride, const int NW, const int NX) {
+    v8f acc[4][2];
+    for (int r = 0; r < NW; r++)
+        for (int c = 0; c < NX; c++) acc[r][c] = (v8f){0};
+    int i = 0;
+    for (; i + 8 <= len; i += 8) {
+        v8f xv[2];
+        for (int c = 0; c < NX; c++) xv[c] = load8(x[c] + i);
+        for (int r = 0; r < NW; r++) {
+            v8f wv = load8(w[r] + i);
+            for (int c = 0; c < NX; c++) acc[r][c] += xv[c] * wv;
+        }
+    }
+    for (int r = 0; r < NW; r++)
+        for (int c = 0; c < NX; c++) {
+            float sum = reduce8(acc[r][c]);
+            for (int k = i; k < len; k++) sum += x[c][k] * w[r][k];
+            out[(size_t)c * out_stride + (size_t)r] = sum;
+        }
+}
+
+static float dot(const float *a, const float *b, int n) {
+    float out;
+    dot_tile(&b, &a, n, &out, 1, 1, 1);
+    return out;
+}
 
 typedef struct matmul_job {
     const float *x;
@@ -32,25 +68,52 @@ typedef struct matmul_job {
     gale_status status;
 } matmul_job;
 
+/* y[:, r0 .. r0+NW) for all n input rows */
+static inline __attribute__((always_inline)) void matmul_tile_rows(const matmul_job *j, const float *const *w, size_t r0,
+                                                                   const int NW) {
+    int i = 0;
+    for (; i + 2 <= j->n; i += 2) {
+        const float *x[2] = {j->x + (size_t)i * j->in, j->x + (size_t)(i + 1) * j->in};
+        dot_tile(w, x, j->in, j->y + (size_t)i * j->out + r0, (size_t)j->out, NW, 2);
+    }
+    if (i < j->n) {
+        const float *x[1] = {j->x + (size_t)i * j->in};
+        dot_tile(w, x, j->in, j->y + (size_t)i * j->out + r0, (size_t)j->out, NW, 1);
+    }
+}
+
 static void matmul_rows(void *ctx, size_t begin, size_t end) {
     matmul_job *j = ctx;
     const uint8_t *base = j->w->data;
-    /* aligned fp32 weights are used in place; anything else is dequantised row by row */
+    /* aligned fp32 weights are used in place; anything else is dequantised 4 rows at a time */
     const bool direct = j->w->dtype == GALE_F32 && ((uintptr_t)base % sizeof(float)) == 0;
-    float *row = direct ? NULL : malloc((size_t)j->in * sizeof *row);
-    if (!direct && !row) {
+    float *rows = direct ? NULL : malloc(4 * (size_t)j->in * sizeof *rows);
+    if (!direct && !rows) {
         j->status = GALE_ERR_OOM;
         return;
     }
-    for (size_t r = begin; r < end; r++) {
-        const float *w_row = direct ? (const float *)(base + r * j->row_bytes) : row;
-        if (!direct && quant_dequantize_f32(j->w->dtype, base + r * j->row_bytes, (uint64_t)j->in, row) != GALE_OK) {
-            j->status = GALE_ERR_INTERNAL;
-            break;
+    for (size_t r = begin; r < end; r += 4) {
+        int nw = end - r < 4 ? (int)(end - r) : 4;
+        const float *w[4];
+        for (int k = 0; k < nw; k++) {
+            if (direct) {
+                w[k] = (const float *)(base + (r + (size_t)k) * j->row_bytes);
+            } else {
+                w[k] = rows + (size_t)k * j->in;
+                if (quant_dequantize_f32(j->w->dtype, base + (r + (size_t)k) * j->row_bytes, (uint64_t)j->in, rows + (size_t)k * j->in) != GALE_OK) {
+                    j->status = GALE_ERR_INTERNAL;
+                    free(rows);
+                    return;
+                }
+            }
         }
-        for (int i = 0; i < j->n; i++) j->y[(size_t)i * j->out + r] = dot(j->x + (size_t)i * j->in, w_row, j->in);
+        if (nw == 4) {
+            matmul_tile_rows(j, w, r, 4);
+        } else {
+            for (int k = 0; k < nw; k++) matmul_tile_rows(j, w + k, r + (size_t)k, 1);
+        }
     }
-    free(row);
+    free(rows);
 }
 
 static gale_status cpu_matmul(backend *b, const float *x, int n, const gale_tensor *w, float *y) {
