@@ -4,7 +4,8 @@
  *
  * Prefill: one forward over a 128-token prompt (fixed ids), tokens/s. Decode: 64 single
  * token steps after it, tokens/s. Median of 3 runs. The peer on this machine is
- * llama.cpp's CPU path on the same GGUF: bench/peer_llama_cpp.py. */
+ * llama.cpp's CPU path on the same GGUF: bench/peer_llama_cpp.py. GALE_PREPARE=1 in the
+ * environment measures the fp32-copy weights (gale_engine_params.prepare_weights). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@ static int bench_threads(const gale_model *model, int threads) {
     gale_engine_params ep = gale_engine_params_default();
     ep.n_threads = threads;
     ep.n_ctx = PROMPT + DECODE + 1;
+    if (getenv("GALE_PREPARE")) ep.prepare_weights = atoi(getenv("GALE_PREPARE")) != 0;
     gale_session *s;
     if (gale_session_new(model, &ep, &s) != GALE_OK) {
         fprintf(stderr, "bench_generate: %s\n", gale_last_error());

@@ -19,7 +19,7 @@ struct gale_session {
 gale_engine_params gale_engine_params_default(void) {
     return (gale_engine_params){.n_threads = 0,
                                 .n_ctx = 0,
-                                .prepare_weights = true,
+                                .prepare_weights = false,
                                 .max_num_seqs = 256,
                                 .max_num_batched_tokens = 2048,
                                 .kv_blocks = 0,

@@ -16,6 +16,12 @@
  * exactly the order dot() uses, so a token's result never depends on which tile or batch
  * it was in (a request gives the same tokens alone or batched). ---- */
 
+/* 8-float vectors in GCC/Clang's vector extension: AVX registers with -march=native, two
+ * SSE registers otherwise. Only static inline functions take them, so the note GCC gives
+ * about their calling convention without AVX does not apply. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
 typedef float v8f __attribute__((vector_size(32)));
 
 static inline v8f load8(const float *p) {
@@ -59,6 +65,83 @@ static float dot(const float *a, const float *b, int n) {
     return out;
 }
 
+/* ---- fused dequantise-and-dot for the block types decode reads most (Q8_0 and Q5_0:
+ * Gemma 3's head and most layers; Q4_1: SmolLM2): each weight value is rebuilt in registers by the
+ * same fp32 operations as model/quant.c and enters the same lane in the same order as
+ * dot(), so results equal dequantise-then-dot bit for bit — only the row buffer's store
+ * and reload are gone. Used when a tile has one or two input rows (decode); larger
+ * batches dequantise each row once into a buffer and reuse it. ---- */
+
+#if defined(__AVX2__) && defined(__F16C__)
+#include <immintrin.h>
+#define GALE_FUSED_DOT 1
+
+enum { BLOCK = 32, Q8_0_BYTES = 34, Q4_1_BYTES = 20, Q5_0_BYTES = 22 };
+
+static inline float load_half(const uint8_t *p) { return _cvtsh_ss(load_u16(p)); } /* exact, as f16_to_f32 */
+
+static inline v8f m256_to_v8f(__m256 v) {
+    v8f out;
+    memcpy(&out, &v, sizeof out);
+    return out;
+}
+
+/* the 8 weights of group g (0..3) of a block, as quant.c computes them */
+static inline v8f q8_0_group(const uint8_t *block, float d, int g) {
+    __m256i q = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(block + 2 + 8 * g)));
+    return m256_to_v8f(_mm256_cvtepi32_ps(q)) * d;
+}
+
+static inline v8f q4_1_group(const uint8_t *block, float d, float m, int g) {
+    __m256i wide = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(block + 4 + 8 * (g % 2))));
+    __m256i nibble = g < 2 ? _mm256_and_si256(wide, _mm256_set1_epi32(15)) : _mm256_srli_epi32(wide, 4);
+    v8f lo = d * m256_to_v8f(_mm256_cvtepi32_ps(nibble));
+    return lo + m;
+}
+
+/* Q5_0: the nibble plus bit j of qh as bit 4, then d * (q - 16) */
+static inline v8f q5_0_group(const uint8_t *block, float d, int g) {
+    __m256i wide = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(block + 6 + 8 * (g % 2))));
+    __m256i nibble = g < 2 ? _mm256_and_si256(wide, _mm256_set1_epi32(15)) : _mm256_srli_epi32(wide, 4);
+    __m256i shifts = _mm256_add_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(8 * g));
+    __m256i bit = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)load_u32(block + 2)), shifts), _mm256_set1_epi32(1));
+    __m256i q = _mm256_sub_epi32(_mm256_or_si256(nibble, _mm256_slli_epi32(bit, 4)), _mm256_set1_epi32(16));
+    return d * m256_to_v8f(_mm256_cvtepi32_ps(q));
+}
+
+static inline __attribute__((always_inline)) void quant_dot_tile(gale_dtype dtype, const uint8_t *const *w,
+                                                                 const float *const *x, int len, float *out,
+                                                                 size_t out_stride, const int NW, const int NX) {
+    v8f acc[4][2];
+    for (int r = 0; r < NW; r++)
+        for (int c = 0; c < NX; c++) acc[r][c] = (v8f){0};
+    const int block_bytes = dtype == GALE_Q8_0 ? Q8_0_BYTES : dtype == GALE_Q5_0 ? Q5_0_BYTES : Q4_1_BYTES;
+    for (int b = 0; b < len / BLOCK; b++) {
+        float d[4], m[4];
+        for (int r = 0; r < NW; r++) {
+            const uint8_t *block = w[r] + (size_t)b * block_bytes;
+            d[r] = load_half(block);
+            m[r] = dtype == GALE_Q4_1 ? load_half(block + 2) : 0.0f;
+        }
+        for (int g = 0; g < BLOCK / 8; g++) {
+            v8f xv[2];
+            for (int c = 0; c < NX; c++) xv[c] = load8(x[c] + b * BLOCK + 8 * g);
+            for (int r = 0; r < NW; r++) {
+                const uint8_t *block = w[r] + (size_t)b * block_bytes;
+                v8f wv = dtype == GALE_Q8_0   ? q8_0_group(block, d[r], g)
+                         : dtype == GALE_Q5_0 ? q5_0_group(block, d[r], g)
+                                              : q4_1_group(block, d[r], m[r], g);
+                for (int c = 0; c < NX; c++) acc[r][c] += xv[c] * wv;
+            }
+        }
+    }
+    for (int r = 0; r < NW; r++)
+        for (int c = 0; c < NX; c++) out[(size_t)c * out_stride + (size_t)r] = reduce8(acc[r][c]);
+}
+
+static bool has_fused_dot(gale_dtype dtype) { return dtype == GALE_Q8_0 || dtype == GALE_Q4_1 || dtype == GALE_Q5_0; }
+#endif /* without AVX2 and F16C, rows are always dequantised into a buffer */
+
 typedef struct matmul_job {
     const float *x;
     int n, in, out;
@@ -82,9 +165,49 @@ static inline __attribute__((always_inline)) void matmul_tile_rows(const matmul_
     }
 }
 
+#ifdef GALE_FUSED_DOT
+/* y[i, r0 .. r0+NW) for i < n straight from the quantised rows (n ≤ 2) */
+static inline __attribute__((always_inline)) void quant_tile_rows(const matmul_job *j, const uint8_t *const *w, size_t r0,
+                                                                  const int NW) {
+    const float *x[2] = {j->x, j->x + j->in};
+    float *y = j->y + r0;
+    if (j->w->dtype == GALE_Q8_0) {
+        if (j->n == 2) quant_dot_tile(GALE_Q8_0, w, x, j->in, y, (size_t)j->out, NW, 2);
+        else quant_dot_tile(GALE_Q8_0, w, x, j->in, y, (size_t)j->out, NW, 1);
+    } else if (j->w->dtype == GALE_Q5_0) {
+        if (j->n == 2) quant_dot_tile(GALE_Q5_0, w, x, j->in, y, (size_t)j->out, NW, 2);
+        else quant_dot_tile(GALE_Q5_0, w, x, j->in, y, (size_t)j->out, NW, 1);
+    } else {
+        if (j->n == 2) quant_dot_tile(GALE_Q4_1, w, x, j->in, y, (size_t)j->out, NW, 2);
+        else quant_dot_tile(GALE_Q4_1, w, x, j->in, y, (size_t)j->out, NW, 1);
+    }
+}
+
+static void matmul_rows_fused(matmul_job *j, size_t begin, size_t end) {
+    const uint8_t *base = j->w->data;
+    for (size_t r = begin; r < end; r += 4) {
+        int nw = end - r < 4 ? (int)(end - r) : 4;
+        const uint8_t *w[4];
+        for (int k = 0; k < nw; k++) w[k] = base + (r + (size_t)k) * j->row_bytes;
+        if (nw == 4) {
+            quant_tile_rows(j, w, r, 4);
+        } else {
+            for (int k = 0; k < nw; k++) quant_tile_rows(j, w + k, r + (size_t)k, 1);
+        }
+    }
+}
+
+#endif
+
 static void matmul_rows(void *ctx, size_t begin, size_t end) {
     matmul_job *j = ctx;
     const uint8_t *base = j->w->data;
+#ifdef GALE_FUSED_DOT
+    if (j->n <= 2 && has_fused_dot(j->w->dtype)) {
+        matmul_rows_fused(j, begin, end);
+        return;
+    }
+#endif
     /* aligned fp32 weights are used in place; anything else is dequantised 4 rows at a time */
     const bool direct = j->w->dtype == GALE_F32 && ((uintptr_t)base % sizeof(float)) == 0;
     float *rows = direct ? NULL : malloc(4 * (size_t)j->in * sizeof *rows);
@@ -100,7 +223,8 @@ static void matmul_rows(void *ctx, size_t begin, size_t end) {
                 w[k] = (const float *)(base + (r + (size_t)k) * j->row_bytes);
             } else {
                 w[k] = rows + (size_t)k * j->in;
-                if (quant_dequantize_f32(j->w->dtype, base + (r + (size_t)k) * j->row_bytes, (uint64_t)j->in, rows + (size_t)k * j->in) != GALE_OK) {
+                if (quant_dequantize_f32(j->w->dtype, base + (r + (size_t)k) * j->row_bytes, (uint64_t)j->in,
+                                         rows + (size_t)k * j->in) != GALE_OK) {
                     j->status = GALE_ERR_INTERNAL;
                     free(rows);
                     return;
