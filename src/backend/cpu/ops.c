@@ -30,6 +30,22 @@ static inline v8f load8(const float *p) {
     return v;
 }
 
+/* acc + x·w, fused into one rounding where the CPU has FMA (-march=native): every dot
+ * product of the backend goes through here, so results stay batch-invariant. */
+#if defined(__FMA__)
+#include <immintrin.h>
+static inline v8f madd(v8f acc, v8f x, v8f w) {
+    __m256 a, b, c;
+    memcpy(&a, &x, sizeof a), memcpy(&b, &w, sizeof b), memcpy(&c, &acc, sizeof c);
+    __m256 r = _mm256_fmadd_ps(a, b, c);
+    v8f out;
+    memcpy(&out, &r, sizeof out);
+    return out;
+}
+#else
+static inline v8f madd(v8f acc, v8f x, v8f w) { return acc + x * w; }
+#endif
+
 /* dot()'s lane order and reduction tree */
 static inline float reduce8(v8f acc) {
     return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
@@ -48,7 +64,7 @@ static inline __attribute__((always_inline)) void dot_tile(const float *const *w
         for (int c = 0; c < NX; c++) xv[c] = load8(x[c] + i);
         for (int r = 0; r < NW; r++) {
             v8f wv = load8(w[r] + i);
-            for (int c = 0; c < NX; c++) acc[r][c] += xv[c] * wv;
+            for (int c = 0; c < NX; c++) acc[r][c] = madd(acc[r][c], xv[c], wv);
         }
     }
     for (int r = 0; r < NW; r++)
@@ -131,7 +147,7 @@ static inline __attribute__((always_inline)) void quant_dot_tile(gale_dtype dtyp
                 v8f wv = dtype == GALE_Q8_0   ? q8_0_group(block, d[r], g)
                          : dtype == GALE_Q5_0 ? q5_0_group(block, d[r], g)
                                               : q4_1_group(block, d[r], m[r], g);
-                for (int c = 0; c < NX; c++) acc[r][c] += xv[c] * wv;
+                for (int c = 0; c < NX; c++) acc[r][c] = madd(acc[r][c], xv[c], wv);
             }
         }
     }
