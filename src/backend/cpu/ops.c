@@ -156,6 +156,22 @@ static inline __attribute__((always_inline)) void quant_dot_tile(gale_dtype dtyp
 }
 
 static bool has_fused_dot(gale_dtype dtype) { return dtype == GALE_Q8_0 || dtype == GALE_Q4_1 || dtype == GALE_Q5_0; }
+
+/* The same values into a buffer, for batches that reuse a row: the vector code above
+ * instead of model/quant.c's (equal bit for bit, several times faster). */
+static void dequant_row_fused(gale_dtype dtype, const uint8_t *row, int len, float *out) {
+    const int block_bytes = dtype == GALE_Q8_0 ? Q8_0_BYTES : dtype == GALE_Q5_0 ? Q5_0_BYTES : Q4_1_BYTES;
+    for (int b = 0; b < len / BLOCK; b++) {
+        const uint8_t *block = row + (size_t)b * block_bytes;
+        float d = load_half(block), m = dtype == GALE_Q4_1 ? load_half(block + 2) : 0.0f;
+        for (int g = 0; g < BLOCK / 8; g++) {
+            v8f wv = dtype == GALE_Q8_0   ? q8_0_group(block, d, g)
+                     : dtype == GALE_Q5_0 ? q5_0_group(block, d, g)
+                                          : q4_1_group(block, d, m, g);
+            memcpy(out + b * BLOCK + 8 * g, &wv, sizeof wv);
+        }
+    }
+}
 #endif /* without AVX2 and F16C, rows are always dequantised into a buffer */
 
 typedef struct matmul_job {
@@ -239,6 +255,12 @@ static void matmul_rows(void *ctx, size_t begin, size_t end) {
                 w[k] = (const float *)(base + (r + (size_t)k) * j->row_bytes);
             } else {
                 w[k] = rows + (size_t)k * j->in;
+#ifdef GALE_FUSED_DOT
+                if (has_fused_dot(j->w->dtype)) {
+                    dequant_row_fused(j->w->dtype, base + (r + (size_t)k) * j->row_bytes, j->in, rows + (size_t)k * j->in);
+                    continue;
+                }
+#endif
                 if (quant_dequantize_f32(j->w->dtype, base + (r + (size_t)k) * j->row_bytes, (uint64_t)j->in,
                                          rows + (size_t)k * j->in) != GALE_OK) {
                     j->status = GALE_ERR_INTERNAL;
