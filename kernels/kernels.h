@@ -30,6 +30,46 @@ gale_status kernel_dequant_f32(gale_dtype dtype, const void *src, uint64_t n, fl
 gale_status kernel_dequant_bf16(gale_dtype dtype, const void *src, uint64_t n,
                                 void *dst_bf16, void *stream);
 
+/* Activations on the GPU are bf16 bit patterns (uint16_t or __nv_bfloat16 in device
+ * memory), row-major; norm weights, rotary frequencies and logits are fp32. Each kernel's
+ * CPU reference is the backend op of the same name in src/backend/cpu/ops.c. */
+
+/* ---- norm.cu ---------------------------------------------------------------------- */
+
+/* out[n, dim] = r · rsqrt(mean(r²) + eps) · (offset + w), statistics in fp32, where r is
+ * the row of x — or, with residual given, of residual after residual += add (rounded to
+ * bf16 and stored; add may be NULL). offset is 1 for Gemma's (1 + w), else 0. out may be
+ * x or residual. dim ≤ 65536. */
+gale_status kernel_rmsnorm_bf16(const void *x, void *residual, const void *add, const float *w, float offset,
+                                float eps, int n, int dim, void *out, void *stream);
+
+/* ---- rope.cu ---------------------------------------------------------------------- */
+
+/* Split-half rotary embedding of q [n, n_heads, head_dim] and k [n, n_kv_heads, head_dim]
+ * in place, token i at positions[i] with inv_freq[head_dim/2]; then k and v [n, kv_dim]
+ * of token i stored at its position of sequence seq_of[i] in the paged cache
+ * (key_cache/value_cache [n_blocks, block_size, kv_dim], block_tables [n_seqs,
+ * table_stride]; layout of src/engine/kvcache.h). */
+gale_status kernel_rope_store_kv_bf16(void *q, void *k, const void *v, const int32_t *positions, const int32_t *seq_of,
+                                      const float *inv_freq, int n, int n_heads, int n_kv_heads, int head_dim,
+                                      void *key_cache, void *value_cache, const int32_t *block_tables, int table_stride,
+                                      int block_size, void *stream);
+
+/* ---- activation.cu ---------------------------------------------------------------- */
+
+/* out[i] = act(gate[i]) · up[i] for count values, act SiLU or tanh-GELU; out may be gate. */
+gale_status kernel_gated_activation_bf16(const void *gate, const void *up, uint64_t count, gale_activation act,
+                                         void *out, void *stream);
+/* x[i] = cap · tanh(x[i] / cap) on fp32 logits; cap > 0. */
+gale_status kernel_softcap_f32(float *x, uint64_t count, float cap, void *stream);
+
+/* ---- embed.cu --------------------------------------------------------------------- */
+
+/* out[n, dim] = table[ids[i]] · scale (bf16 table [vocab, dim]); ids checked by the caller
+ * (an id outside the table gives a zero row). */
+gale_status kernel_embed_bf16(const void *table, int vocab, int dim, const int32_t *ids, int n, float scale, void *out,
+                              void *stream);
+
 #ifdef __cplusplus
 }
 #endif

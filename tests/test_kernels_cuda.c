@@ -1,0 +1,317 @@
+/* The element-wise and row kernels of the CUDA backend (kernels/norm.cu, rope.cu,
+ * activation.cu, embed.cu) against their CPU ops (src/backend/cpu/ops.c) on fresh random
+ * inputs, never zeros, in odd shapes (hidden 576 and 640, head_dim 64/128/256, 1 and 37
+ * rows, vocabularies that are not a multiple of 64), with guard values after every
+ * output buffer.
+ *
+ * Tolerances: the kernels read bf16 inputs and write bf16 outputs; the CPU op runs on the
+ * same bf16 inputs widened to fp32 and its result is compared with the GPU's after
+ * rounding, so the difference is one bf16 rounding (relative 2^-8) plus the last bits of
+ * transcendental functions and of a differently ordered sum: |gpu − cpu| ≤ 2^-7·|cpu| +
+ * 1e-6. fp32 outputs (softcap) compare at 1e-6 relative. NaN never passes.
+ *
+ * Without CUDA in the build, or without a GPU at run time (as on CI), every test skips
+ * itself with the reason. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/backend.h"
+#include "backend/device.h"
+#include "core/dtype.h"
+#include "test_support.h"
+
+#ifdef GALE_HAVE_CUDA
+#include <cuda_runtime.h>
+
+#include "kernels.h"
+#endif
+
+static void require_cuda(void) {
+#ifdef GALE_HAVE_CUDA
+    if (device_cuda_count() == 0) cr_skip_test("no CUDA device: no usable GPU or driver found, kernels not checked");
+#else
+    cr_skip_test("no CUDA device: this build has no CUDA (GALE_CUDA=OFF)");
+#endif
+}
+
+#ifdef GALE_HAVE_CUDA
+
+#define CUDA_ASSERT(call)                                                                                              \
+    do {                                                                                                               \
+        cudaError_t err_ = (call);                                                                                     \
+        cr_assert_eq(err_, cudaSuccess, "%s: %s", #call, cudaGetErrorString(err_));                                   \
+    } while (0)
+
+enum { GUARD = 8 };
+static const uint16_t GUARD_BITS = 0x7fc1; /* a NaN no kernel writes */
+
+static uint64_t rng = 0x2545F4914F6CDD1Dull;
+static float uniform(float lo, float hi) {
+    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+    float u = (float)((rng >> 11) % 1000003) / 1000003.0f;
+    float v = lo + (hi - lo) * u;
+    return v == 0.0f ? 0.5f * hi : v; /* never zero */
+}
+
+/* bf16 values in [lo, hi) and their fp32 widening */
+static uint16_t *random_bf16(size_t n, float lo, float hi, float **widened) {
+    uint16_t *h = malloc(n * sizeof *h);
+    *widened = malloc(n * sizeof **widened);
+    for (size_t i = 0; i < n; i++) {
+        h[i] = f32_to_bf16(uniform(lo, hi));
+        (*widened)[i] = bf16_to_f32(h[i]);
+    }
+    return h;
+}
+
+static void *to_device(const void *host, size_t bytes) {
+    void *d = NULL;
+    CUDA_ASSERT(cudaMalloc(&d, bytes ? bytes : 1));
+    if (bytes) CUDA_ASSERT(cudaMemcpy(d, host, bytes, cudaMemcpyHostToDevice));
+    return d;
+}
+
+/* A device bf16 buffer of n values followed by GUARD guard values. */
+static uint16_t *guarded_device_bf16(size_t n, const uint16_t *init) {
+    uint16_t *h = malloc((n + GUARD) * sizeof *h);
+    for (size_t i = 0; i < n + GUARD; i++) h[i] = i < n && init ? init[i] : GUARD_BITS;
+    uint16_t *d = to_device(h, (n + GUARD) * sizeof *h);
+    free(h);
+    return d;
+}
+
+/* Copies n values back as fp32, checking the guard, and frees the device buffer. */
+static float *download_bf16(uint16_t *d, size_t n, const char *what) {
+    uint16_t *h = malloc((n + GUARD) * sizeof *h);
+    CUDA_ASSERT(cudaDeviceSynchronize());
+    CUDA_ASSERT(cudaMemcpy(h, d, (n + GUARD) * sizeof *h, cudaMemcpyDeviceToHost));
+    for (size_t i = n; i < n + GUARD; i++) cr_assert_eq(h[i], GUARD_BITS, "%s: guard %zu overwritten", what, i - n);
+    float *out = malloc(n * sizeof *out);
+    for (size_t i = 0; i < n; i++) out[i] = bf16_to_f32(h[i]);
+    free(h);
+    CUDA_ASSERT(cudaFree(d));
+    return out;
+}
+
+static void assert_bf16_close(const float *gpu, const float *cpu, size_t n, const char *what) {
+    for (size_t i = 0; i < n; i++) {
+        double diff = fabs((double)gpu[i] - cpu[i]);
+        cr_assert(diff <= 0x1p-7 * fabs(cpu[i]) + 1e-6, "%s: value %zu is %.7g on the GPU, %.7g on the CPU", what, i,
+                  gpu[i], cpu[i]);
+    }
+}
+
+static backend cpu(void) {
+    backend b = {.ops = &cpu_backend_ops};
+    cr_assert_eq(thread_pool_create(1, &b.pool), GALE_OK);
+    return b;
+}
+
+/* ---- rmsnorm ---- */
+
+static void check_rmsnorm(int n, int dim, float offset, bool with_residual) {
+    size_t count = (size_t)n * dim;
+    float *x, *add, *w = malloc((size_t)dim * sizeof *w);
+    uint16_t *hx = random_bf16(count, -3, 3, &x), *hadd = random_bf16(count, -1, 1, &add);
+    for (int i = 0; i < dim; i++) w[i] = uniform(-0.5f, 1.5f);
+    float *d_w = to_device(w, (size_t)dim * sizeof *w);
+    uint16_t *d_x = guarded_device_bf16(count, hx), *d_add = guarded_device_bf16(count, hadd);
+    uint16_t *d_out = guarded_device_bf16(count, NULL);
+    gale_status status = with_residual
+                             ? kernel_rmsnorm_bf16(NULL, d_x, d_add, d_w, offset, 1e-6f, n, dim, d_out, NULL)
+                             : kernel_rmsnorm_bf16(d_x, NULL, NULL, d_w, offset, 1e-6f, n, dim, d_out, NULL);
+    cr_assert_eq(status, GALE_OK, "%s", gale_last_error());
+    float *gpu = download_bf16(d_out, count, "rmsnorm out");
+    float *residual = download_bf16(d_x, count, "rmsnorm residual");
+    /* CPU: the residual update rounded to bf16 as the kernel stores it, then the norm */
+    float *expect_residual = malloc(count * sizeof *expect_residual);
+    for (size_t i = 0; i < count; i++) expect_residual[i] = with_residual ? bf16_to_f32(f32_to_bf16(x[i] + add[i])) : x[i];
+    for (size_t i = 0; i < count; i++)
+        cr_assert_eq(residual[i], expect_residual[i], "residual %zu: %.7g, expected %.7g", i, residual[i],
+                     expect_residual[i]);
+    float *ref = malloc(count * sizeof *ref);
+    backend b = cpu();
+    b.ops->rmsnorm(&b, expect_residual, n, dim, w, offset, 1e-6f, ref);
+    for (size_t i = 0; i < count; i++) ref[i] = bf16_to_f32(f32_to_bf16(ref[i]));
+    char what[96];
+    snprintf(what, sizeof what, "rmsnorm %d×%d offset %g%s", n, dim, (double)offset, with_residual ? " + residual" : "");
+    assert_bf16_close(gpu, ref, count, what);
+    thread_pool_destroy(b.pool);
+    CUDA_ASSERT(cudaFree(d_w));
+    CUDA_ASSERT(cudaFree(d_add));
+    free(hx), free(hadd), free(x), free(add), free(w), free(gpu), free(residual), free(expect_residual), free(ref);
+}
+
+#endif /* GALE_HAVE_CUDA */
+
+Test(kernels_cuda, rmsnorm_matches_cpu) {
+    require_cuda();
+#ifdef GALE_HAVE_CUDA
+    const int dims[] = {576, 640, 4096, 37}, rows[] = {1, 37};
+    for (int d = 0; d < 4; d++)
+        for (int r = 0; r < 2; r++) {
+            check_rmsnorm(rows[r], dims[d], 0.0f, false);
+            check_rmsnorm(rows[r], dims[d], 1.0f, true);
+        }
+#endif
+}
+
+#ifdef GALE_HAVE_CUDA
+
+/* ---- rope + store kv ---- */
+
+static void check_rope(int n, int n_heads, int n_kv_heads, int head_dim) {
+    const int block_size = 16, n_blocks = 9, stride = 4, half = head_dim / 2; /* two sequences */
+    const int kv_dim = n_kv_heads * head_dim;
+    size_t q_count = (size_t)n * n_heads * head_dim, k_count = (size_t)n * kv_dim;
+    float *q, *k, *v;
+    uint16_t *hq = random_bf16(q_count, -2, 2, &q), *hk = random_bf16(k_count, -2, 2, &k),
+             *hv = random_bf16(k_count, -2, 2, &v);
+    /* two sequences, blocks scattered through the pool; token i at a distinct position */
+    int32_t tables[2 * 4] = {7, 2, 5, 0, 1, 8, 3, 6}, positions[64], seq_of[64];
+    for (int i = 0; i < n; i++) {
+        seq_of[i] = i % 2;
+        positions[i] = (i / 2) * 3 + (i % 2) * 5;
+    }
+    float inv_freq[128];
+    for (int p = 0; p < half; p++) inv_freq[p] = powf(10000.0f, -2.0f * p / head_dim);
+    uint16_t *d_q = guarded_device_bf16(q_count, hq), *d_k = guarded_device_bf16(k_count, hk);
+    uint16_t *d_v = guarded_device_bf16(k_count, hv);
+    size_t cache_count = (size_t)n_blocks * block_size * kv_dim;
+    uint16_t *d_kc = guarded_device_bf16(cache_count, NULL), *d_vc = guarded_device_bf16(cache_count, NULL);
+    int32_t *d_pos = to_device(positions, (size_t)n * sizeof(int32_t)), *d_seq = to_device(seq_of, (size_t)n * sizeof(int32_t));
+    int32_t *d_tables = to_device(tables, sizeof tables);
+    float *d_freq = to_device(inv_freq, (size_t)half * sizeof(float));
+    cr_assert_eq(kernel_rope_store_kv_bf16(d_q, d_k, d_v, d_pos, d_seq, d_freq, n, n_heads, n_kv_heads, head_dim, d_kc,
+                                           d_vc, d_tables, stride, block_size, NULL),
+                 GALE_OK, "%s", gale_last_error());
+    float *gq = download_bf16(d_q, q_count, "rope q"), *gk = download_bf16(d_k, k_count, "rope k");
+    float *kc = download_bf16(d_kc, cache_count, "key cache"), *vc = download_bf16(d_vc, cache_count, "value cache");
+    backend b = cpu();
+    b.ops->rope(&b, q, n, n_heads, head_dim, positions, inv_freq);
+    b.ops->rope(&b, k, n, n_kv_heads, head_dim, positions, inv_freq);
+    for (size_t i = 0; i < q_count; i++) q[i] = bf16_to_f32(f32_to_bf16(q[i]));
+    for (size_t i = 0; i < k_count; i++) k[i] = bf16_to_f32(f32_to_bf16(k[i]));
+    char what[96];
+    snprintf(what, sizeof what, "rope q %d×%d×%d", n, n_heads, head_dim);
+    assert_bf16_close(gq, q, q_count, what);
+    snprintf(what, sizeof what, "rope k %d×%d×%d", n, n_kv_heads, head_dim);
+    assert_bf16_close(gk, k, k_count, what);
+    /* every token's rows sit in its slot, equal to what the kernel left in k and to v */
+    bool *written = calloc(cache_count, sizeof *written);
+    for (int i = 0; i < n; i++) {
+        size_t slot = ((size_t)tables[seq_of[i] * stride + positions[i] / block_size] * block_size +
+                       (size_t)(positions[i] % block_size)) * kv_dim;
+        for (int c = 0; c < kv_dim; c++) {
+            cr_assert_eq(kc[slot + c], gk[(size_t)i * kv_dim + c], "token %d key %d", i, c);
+            cr_assert_eq(vc[slot + c], v[(size_t)i * kv_dim + c], "token %d value %d", i, c);
+            written[slot + c] = true;
+        }
+    }
+    /* and nothing else in the pool was touched (the guard pattern widens to NaN) */
+    for (size_t i = 0; i < cache_count; i++)
+        if (!written[i]) cr_assert(isnan(kc[i]) && isnan(vc[i]), "cache value %zu written though no token owns it", i);
+    thread_pool_destroy(b.pool);
+    CUDA_ASSERT(cudaFree(d_v));
+    CUDA_ASSERT(cudaFree(d_pos));
+    CUDA_ASSERT(cudaFree(d_seq));
+    CUDA_ASSERT(cudaFree(d_tables));
+    CUDA_ASSERT(cudaFree(d_freq));
+    free(hq), free(hk), free(hv), free(q), free(k), free(v), free(gq), free(gk), free(kc), free(vc), free(written);
+}
+
+#endif
+
+Test(kernels_cuda, rope_and_kv_store_match_cpu) {
+    require_cuda();
+#ifdef GALE_HAVE_CUDA
+    check_rope(1, 9, 3, 64);
+    check_rope(37, 9, 3, 64);
+    check_rope(37, 8, 8, 128);
+    check_rope(5, 4, 1, 256);
+#endif
+}
+
+#ifdef GALE_HAVE_CUDA
+
+static void check_activation(size_t count, gale_activation act) {
+    float *gate, *up;
+    uint16_t *hg = random_bf16(count, -6, 6, &gate), *hu = random_bf16(count, -2, 2, &up);
+    uint16_t *d_g = guarded_device_bf16(count, hg), *d_u = guarded_device_bf16(count, hu);
+    uint16_t *d_out = guarded_device_bf16(count, NULL);
+    cr_assert_eq(kernel_gated_activation_bf16(d_g, d_u, count, act, d_out, NULL), GALE_OK, "%s", gale_last_error());
+    float *gpu = download_bf16(d_out, count, "activation");
+    backend b = cpu();
+    b.ops->gated_activation(&b, gate, up, count, act);
+    for (size_t i = 0; i < count; i++) gate[i] = bf16_to_f32(f32_to_bf16(gate[i]));
+    assert_bf16_close(gpu, gate, count, act == GALE_ACT_SILU ? "SiLU" : "GELU");
+    thread_pool_destroy(b.pool);
+    CUDA_ASSERT(cudaFree(d_g));
+    CUDA_ASSERT(cudaFree(d_u));
+    free(hg), free(hu), free(gate), free(up), free(gpu);
+}
+
+#endif
+
+Test(kernels_cuda, gated_activation_and_softcap_match_cpu) {
+    require_cuda();
+#ifdef GALE_HAVE_CUDA
+    const size_t counts[] = {1, 37 * 1536 + 3};
+    for (int c = 0; c < 2; c++) {
+        check_activation(counts[c], GALE_ACT_SILU);
+        check_activation(counts[c], GALE_ACT_GELU_TANH);
+    }
+    enum { V = 49153 };
+    float *logits = malloc((V + GUARD) * sizeof *logits), *ref = malloc(V * sizeof *ref);
+    for (int i = 0; i < V; i++) ref[i] = logits[i] = uniform(-80, 80);
+    for (int i = V; i < V + GUARD; i++) logits[i] = 12345.0f;
+    float *d = to_device(logits, (V + GUARD) * sizeof *logits);
+    cr_assert_eq(kernel_softcap_f32(d, V, 30.0f, NULL), GALE_OK, "%s", gale_last_error());
+    CUDA_ASSERT(cudaMemcpy(logits, d, (V + GUARD) * sizeof *logits, cudaMemcpyDeviceToHost));
+    backend b = cpu();
+    b.ops->softcap(&b, ref, V, 30.0f);
+    assert_allclose(logits, ref, V, 0, 1e-6f, "softcap");
+    for (int i = V; i < V + GUARD; i++) cr_assert_eq(logits[i], 12345.0f, "softcap guard");
+    assert_error(kernel_softcap_f32(d, V, 0.0f, NULL), GALE_ERR_INVALID_ARG, "must be positive");
+    thread_pool_destroy(b.pool);
+    CUDA_ASSERT(cudaFree(d));
+    free(logits), free(ref);
+#endif
+}
+
+Test(kernels_cuda, embed_matches_cpu) {
+    require_cuda();
+#ifdef GALE_HAVE_CUDA
+    const int vocab = 1001, dims[] = {576, 640}, ns[] = {1, 37};
+    for (int d = 0; d < 2; d++)
+        for (int k = 0; k < 2; k++) {
+            int dim = dims[d], n = ns[k];
+            float *table;
+            uint16_t *ht = random_bf16((size_t)vocab * dim, -1, 1, &table);
+            int32_t ids[37];
+            for (int i = 0; i < n; i++) ids[i] = (int32_t)((i * 271 + 13) % vocab);
+            ids[0] = vocab - 1;
+            float scale = k ? sqrtf((float)dim) : 1.0f;
+            uint16_t *d_t = to_device(ht, (size_t)vocab * dim * sizeof *ht);
+            int32_t *d_ids = to_device(ids, (size_t)n * sizeof *ids);
+            uint16_t *d_out = guarded_device_bf16((size_t)n * dim, NULL);
+            cr_assert_eq(kernel_embed_bf16(d_t, vocab, dim, d_ids, n, scale, d_out, NULL), GALE_OK, "%s",
+                         gale_last_error());
+            float *gpu = download_bf16(d_out, (size_t)n * dim, "embed");
+            gale_tensor t = {.dtype = GALE_BF16, .n_dims = 2, .shape = {vocab, dim}, .data = ht,
+                             .nbytes = (uint64_t)vocab * dim * 2};
+            float *ref = malloc((size_t)n * dim * sizeof *ref);
+            backend b = cpu();
+            cr_assert_eq(b.ops->embed(&b, &t, ids, n, scale, ref), GALE_OK, "%s", gale_last_error());
+            for (size_t i = 0; i < (size_t)n * dim; i++) ref[i] = bf16_to_f32(f32_to_bf16(ref[i]));
+            assert_bf16_close(gpu, ref, (size_t)n * dim, "embed");
+            thread_pool_destroy(b.pool);
+            CUDA_ASSERT(cudaFree(d_t));
+            CUDA_ASSERT(cudaFree(d_ids));
+            free(ht), free(table), free(gpu), free(ref);
+        }
+#endif
+}
