@@ -189,6 +189,11 @@ void gale_session_free(gale_session *session);
  * all_logits, else [vocab] for the last token. */
 gale_status gale_session_forward(gale_session *session, const int32_t *ids, size_t n, bool all_logits, float *logits);
 void gale_session_reset(gale_session *session);
+/* Keeps the first n tokens of the sequence, dropping the rest (a chat turn reuses the
+ * conversation so far this way). False, and nothing changed, when n is past the end, or
+ * when a sliding-window layer has already let go of positions the next token needs:
+ * then reset and run everything. */
+bool gale_session_truncate(gale_session *session, int n);
 int gale_session_position(const gale_session *session);
 int gale_session_context(const gale_session *session);
 

@@ -369,3 +369,55 @@ Test(batching, bad_requests_are_refused_by_name) {
     assert_error(gale_engine_new(m, NULL, &p, &e), GALE_ERR_INVALID_ARG, "kv_memory_fraction");
     gale_model_free(m);
 }
+
+/* A session cut back to a prefix and run on from there gives the logits a fresh
+ * session gives (what `gale chat` relies on between turns); cutting below what a
+ * sliding window has let go of is refused and changes nothing. */
+ParameterizedTestParameters(batching, truncated_session_matches_fresh) { return index_params(N_FAMILIES); }
+ParameterizedTest(size_t *index, batching, truncated_session_matches_fresh) {
+    const char *family = families[*index];
+    gale_model *m = load_tiny(family);
+    char path[256];
+    snprintf(path, sizeof path, "engine/%s/meta.json", family);
+    cJSON *meta = load_json(fixture(path));
+    int n;
+    int32_t *ids = json_ids(cJSON_GetObjectItemCaseSensitive(meta, "input_ids"), &n);
+    const int vocab = gale_model_config(m)->vocab;
+    gale_engine_params ep = gale_engine_params_default();
+    ep.n_threads = 2;
+    gale_session *reused, *fresh;
+    cr_assert_eq(gale_session_new(m, &ep, &reused), GALE_OK, "%s", gale_last_error());
+    cr_assert_eq(gale_session_new(m, &ep, &fresh), GALE_OK, "%s", gale_last_error());
+    float *a = guarded_alloc((size_t)vocab), *b = guarded_alloc((size_t)vocab);
+    /* 50 tokens, then 10 other ones, then back to token 50 and on with the real ids (a
+     * 32-token window still holds what position 50 sees) */
+    int32_t other[10];
+    for (int i = 0; i < 10; i++) other[i] = (ids[i] + 7) % vocab;
+    cr_assert_eq(gale_session_forward(reused, ids, 50, false, a), GALE_OK, "%s", gale_last_error());
+    cr_assert_eq(gale_session_forward(reused, other, 10, false, a), GALE_OK, "%s", gale_last_error());
+    cr_assert_not(gale_session_truncate(reused, 61), "past the end is refused");
+    cr_assert(gale_session_truncate(reused, 50), "%s: cutting 60 tokens back to 50", family);
+    cr_assert_eq(gale_session_position(reused), 50);
+    cr_assert_eq(gale_session_forward(reused, ids + 50, 5, false, a), GALE_OK, "%s", gale_last_error());
+    cr_assert_eq(gale_session_forward(fresh, ids, 55, false, b), GALE_OK, "%s", gale_last_error());
+    for (int v = 0; v < vocab; v++)
+        cr_assert(memcmp(&a[v], &b[v], sizeof(float)) == 0, "%s: logit %d is %.9g after the cut, %.9g fresh", family, v,
+                  a[v], b[v]);
+    /* a 32-token window has let go of the first blocks by position 55 */
+    const kv_cache *cache = session_kv_cache(reused);
+    bool sliding = false;
+    for (int g = 0; g < cache->n_groups; g++) sliding |= cache->groups[g].window > 0;
+    if (sliding) {
+        cr_assert_not(gale_session_truncate(reused, 3), "%s: position 3's window was released", family);
+        cr_assert_eq(gale_session_position(reused), 55, "a refused cut changes nothing");
+    } else {
+        cr_assert(gale_session_truncate(reused, 3));
+    }
+    guarded_check_free(a, (size_t)vocab, "logits");
+    guarded_check_free(b, (size_t)vocab, "logits");
+    gale_session_free(reused);
+    gale_session_free(fresh);
+    free(ids);
+    cJSON_Delete(meta);
+    gale_model_free(m);
+}

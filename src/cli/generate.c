@@ -35,6 +35,7 @@ typedef struct runner {
     gale_sampler *sampler;
     int32_t stop_ids[MAX_STOP_IDS];
     size_t n_stop_ids;
+    gale_tokens in_session; /* the ids whose keys and values the session holds */
 } runner;
 
 static double now(void) {
@@ -156,6 +157,7 @@ static int parse_generate_options(int argc, char **argv, bool chat_command, gene
 }
 
 static void runner_free(runner *r) {
+    gale_tokens_free(&r->in_session);
     gale_sampler_free(r->sampler);
     gale_session_free(r->session);
     gale_tokenizer_free(r->tok);
@@ -214,7 +216,38 @@ static void sink_emit(text_sink *sink) {
     fflush(sink->out);
 }
 
-/* Prefills ids and generates up to max_new_tokens, streaming the text to out. */
+/* Keeps what the session holds of prompt's beginning (at least one prompt token is left
+ * to run, for its logits) and returns how many tokens that is. */
+static size_t reuse_prefix(runner *r, const gale_tokens *prompt) {
+    size_t same = 0;
+    while (same < r->in_session.count && same + 1 < prompt->count && r->in_session.ids[same] == prompt->ids[same]) same++;
+    if (!gale_session_truncate(r->session, (int)same)) {
+        gale_session_reset(r->session);
+        same = 0;
+    }
+    return same;
+}
+
+/* Records the ids the session now holds: the first `position` of history. */
+static void remember_session(runner *r, const int32_t *history) {
+    size_t n = (size_t)gale_session_position(r->session);
+    gale_tokens *t = &r->in_session;
+    if (n > t->cap) {
+        int32_t *grown = realloc(t->ids, n * sizeof *grown);
+        if (!grown) {
+            t->count = 0;
+            gale_session_reset(r->session);
+            return;
+        }
+        t->ids = grown;
+        t->cap = n;
+    }
+    memcpy(t->ids, history, n * sizeof *history);
+    t->count = n;
+}
+
+/* Prefills ids (reusing what the session holds of them) and generates up to
+ * max_new_tokens, streaming the text to out. */
 static int generate_from(runner *r, const generate_options *o, const gale_tokens *prompt, FILE *out, FILE *capture) {
     const int vocab = gale_model_config(r->model)->vocab;
     if ((int)prompt->count + 1 > gale_session_context(r->session)) {
@@ -236,7 +269,9 @@ static int generate_from(runner *r, const generate_options *o, const gale_tokens
     stop_text_init(&sink.stop, o->stop_strings, (size_t)o->n_stop_strings);
     int rc = 0;
     double t0 = now();
-    if (gale_session_forward(r->session, prompt->ids, prompt->count, false, logits) != GALE_OK) rc = cli_fail("forward failed");
+    size_t cached = reuse_prefix(r, prompt);
+    if (gale_session_forward(r->session, prompt->ids + cached, prompt->count - cached, false, logits) != GALE_OK)
+        rc = cli_fail("forward failed");
     double t_prefill = now() - t0, t1 = now();
     while (rc == 0 && generated < (size_t)o->max_new_tokens && !sink.stop.stopped) {
         int32_t id;
@@ -270,9 +305,10 @@ static int generate_from(runner *r, const generate_options *o, const gale_tokens
         for (size_t i = prompt->count; i < n_history; i++) fprintf(out, " %d", history[i]);
         fputc('\n', out);
     }
+    remember_session(r, history);
     if (!o->quiet)
-        fprintf(stderr, "gale: prompt %zu tokens, generated %zu tokens, prefill %.1f tok/s, decode %.1f tok/s\n",
-                prompt->count, generated, (double)prompt->count / (t_prefill > 0 ? t_prefill : 1e-9),
+        fprintf(stderr, "gale: prompt %zu tokens (%zu reused), generated %zu tokens, prefill %.1f tok/s, decode %.1f tok/s\n",
+                prompt->count, cached, generated, (double)(prompt->count - cached) / (t_prefill > 0 ? t_prefill : 1e-9),
                 generated > 1 ? (double)(generated - 1) / (t_decode > 0 ? t_decode : 1e-9) : 0.0);
     fflush(out);
     stop_text_free(&sink.stop);
@@ -323,8 +359,10 @@ int cmd_generate(int argc, char **argv) {
     return rc;
 }
 
-/* Interactive: each turn re-renders the whole conversation and runs it from the start,
- * which keeps the template exactly as transformers renders it. */
+/* Interactive: each turn re-renders the whole conversation, which keeps the template
+ * exactly as transformers renders it, and runs only what differs from the tokens the
+ * session already holds (the earlier turns, up to where the re-tokenised last answer
+ * departs from the generated ids). */
 int cmd_chat(int argc, char **argv) {
     generate_options o;
     bool done;
@@ -358,7 +396,6 @@ int cmd_chat(int argc, char **argv) {
         char *answer = NULL;
         size_t answer_len = 0;
         FILE *tee = open_memstream(&answer, &answer_len);
-        gale_session_reset(r.session);
         if (rc == 0) rc = generate_from(&r, &o, &ids, stdout, tee);
         fclose(tee);
         while (answer_len && answer[answer_len - 1] == '\n') answer[--answer_len] = '\0';

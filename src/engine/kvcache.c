@@ -160,6 +160,25 @@ void kv_seq_advance(kv_cache *cache, kv_seq *seq, int new_length) {
     }
 }
 
+bool kv_seq_truncate(kv_cache *cache, kv_seq *seq, int length) {
+    if (length >= seq->length) return length == seq->length;
+    if (length <= 0) {
+        kv_seq_release(cache, seq);
+        return true;
+    }
+    for (int g = 0; g < cache->n_groups; g++) {
+        int w = cache->groups[g].window;
+        int first_needed = w > 0 && length - w + 1 > 0 ? (length - w + 1) / cache->block_size : 0;
+        if (seq->first_live[g] > first_needed) return false;
+    }
+    int entries = (length + cache->block_size - 1) / cache->block_size;
+    for (int g = 0; g < cache->n_groups; g++)
+        for (int j = entries; j < seq->n_logical; j++) give_back(&cache->groups[g], seq, g, j);
+    seq->n_logical = entries;
+    seq->length = length;
+    return true;
+}
+
 void kv_seq_release(kv_cache *cache, kv_seq *seq) {
     for (int g = 0; g < cache->n_groups; g++) {
         for (int j = seq->first_live[g]; j < seq->n_logical; j++) give_back(&cache->groups[g], seq, g, j);

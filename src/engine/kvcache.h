@@ -85,6 +85,11 @@ gale_status kv_seq_reserve(kv_cache *cache, kv_seq *seq, int new_length);
 /* Records that positions up to new_length are stored, then releases sliding blocks the
  * next position can no longer see. */
 void kv_seq_advance(kv_cache *cache, kv_seq *seq, int new_length);
+/* Cuts the sequence back to its first `length` positions (to recompute what follows, as
+ * a chat turn does after the shared prefix), returning the blocks past them. False, and
+ * nothing changed, when a sliding group already released a block the next position
+ * would need: then only recomputing from the start works. */
+bool kv_seq_truncate(kv_cache *cache, kv_seq *seq, int length);
 /* Returns every block and empties the sequence (its tables stay allocated). */
 void kv_seq_release(kv_cache *cache, kv_seq *seq);
 void kv_seq_free(kv_cache *cache, kv_seq *seq);

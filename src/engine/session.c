@@ -69,6 +69,7 @@ void gale_session_free(gale_session *s) {
 }
 
 void gale_session_reset(gale_session *s) { kv_seq_release(&s->cache, &s->seq); }
+bool gale_session_truncate(gale_session *s, int n) { return n >= 0 && kv_seq_truncate(&s->cache, &s->seq, n); }
 int gale_session_position(const gale_session *s) { return s->seq.length; }
 int gale_session_context(const gale_session *s) { return s->n_ctx; }
 const kv_cache *session_kv_cache(const gale_session *s) { return &s->cache; }
