@@ -63,6 +63,19 @@ gale_status kernel_gated_activation_bf16(const void *gate, const void *up, uint6
 /* x[i] = cap · tanh(x[i] / cap) on fp32 logits; cap > 0. */
 gale_status kernel_softcap_f32(float *x, uint64_t count, float cap, void *stream);
 
+/* ---- attention.cu ----------------------------------------------------------------- */
+
+/* out[n, n_heads, head_dim] (bf16): query i (q [n, n_heads, head_dim], at positions[i] of
+ * sequence seq_of[i]) over that sequence's cached keys and values up to its own position
+ * (causal; window > 0: the last `window` positions; softcap > 0: cap·tanh(s/cap) on the
+ * scores; scale multiplies q·k). Cache as kernel_rope_store_kv_bf16 writes it; every
+ * position a query sees must be stored. head_dim ≤ 256, n_heads a multiple of n_kv_heads. */
+gale_status kernel_paged_attention_bf16(const void *q, const void *key_cache, const void *value_cache,
+                                        const int32_t *block_tables, int table_stride, int block_size,
+                                        const int32_t *positions, const int32_t *seq_of, int n, int n_heads,
+                                        int n_kv_heads, int head_dim, float scale, float softcap, int window, void *out,
+                                        void *stream);
+
 /* ---- embed.cu --------------------------------------------------------------------- */
 
 /* out[n, dim] = table[ids[i]] · scale (bf16 table [vocab, dim]); ids checked by the caller

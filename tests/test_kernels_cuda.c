@@ -315,3 +315,69 @@ Test(kernels_cuda, embed_matches_cpu) {
         }
 #endif
 }
+
+#ifdef GALE_HAVE_CUDA
+
+/* Two sequences of 150 and 40 cached positions (more than one 128-key tile) in blocks
+ * scattered through a pool; queries at the last n positions of each, as a prefill chunk
+ * and decodes of a batch would be. */
+static void check_attention(int n_heads, int n_kv_heads, int head_dim, int window, float softcap) {
+    enum { BS = 16, N_BLOCKS = 16, STRIDE = 10, LEN0 = 150, LEN1 = 40, N = 12 };
+    const int kv_dim = n_kv_heads * head_dim, lens[2] = {LEN0, LEN1};
+    int32_t tables[2 * STRIDE] = {3, 11, 0, 7, 14, 5, 9, 1, 12, 6, 2, 15, 8, 4, -1, -1, -1, -1, -1, -1};
+    size_t cache_count = (size_t)N_BLOCKS * BS * kv_dim;
+    float *kc, *vc;
+    uint16_t *hk = random_bf16(cache_count, -1, 1, &kc), *hv = random_bf16(cache_count, -1, 1, &vc);
+    int32_t positions[N], seq_of[N];
+    for (int i = 0; i < N; i++) {
+        seq_of[i] = i < N / 2 ? 0 : 1;
+        positions[i] = lens[seq_of[i]] - N / 2 + (i % (N / 2));
+    }
+    size_t q_count = (size_t)N * n_heads * head_dim;
+    float *q;
+    uint16_t *hq = random_bf16(q_count, -1, 1, &q);
+    uint16_t *d_q = guarded_device_bf16(q_count, hq), *d_out = guarded_device_bf16(q_count, NULL);
+    uint16_t *d_k = to_device(hk, cache_count * 2), *d_v = to_device(hv, cache_count * 2);
+    int32_t *d_tables = to_device(tables, sizeof tables), *d_pos = to_device(positions, sizeof positions);
+    int32_t *d_seq = to_device(seq_of, sizeof seq_of);
+    float scale = 1.0f / sqrtf((float)head_dim);
+    cr_assert_eq(kernel_paged_attention_bf16(d_q, d_k, d_v, d_tables, STRIDE, BS, d_pos, d_seq, N, n_heads, n_kv_heads,
+                                             head_dim, scale, softcap, window, d_out, NULL),
+                 GALE_OK, "%s", gale_last_error());
+    float *gpu = download_bf16(d_out, q_count, "attention out");
+    free(download_bf16(d_q, q_count, "attention q")); /* checks q's guard, frees it */
+    float *ref = malloc(q_count * sizeof *ref);
+    paged_kv kv = {.keys = kc, .values = vc, .block_size = BS, .kv_dim = kv_dim, .block_tables = tables, .table_stride = STRIDE};
+    attention_params p = {.n_heads = n_heads, .n_kv_heads = n_kv_heads, .head_dim = head_dim, .scale = scale,
+                          .softcap = softcap, .window = window};
+    backend b = cpu();
+    cr_assert_eq(b.ops->attention(&b, q, &kv, N, positions, seq_of, &p, ref), GALE_OK, "%s", gale_last_error());
+    for (size_t i = 0; i < q_count; i++) ref[i] = bf16_to_f32(f32_to_bf16(ref[i]));
+    char what[96];
+    snprintf(what, sizeof what, "attention %d/%d heads × %d, window %d, softcap %g", n_heads, n_kv_heads, head_dim, window,
+             (double)softcap);
+    for (size_t i = 0; i < q_count; i++) {
+        double diff = fabs((double)gpu[i] - ref[i]);
+        cr_assert(diff <= 0x1p-7 * fabs(ref[i]) + 1e-3, "%s: value %zu is %.7g on the GPU, %.7g on the CPU", what, i,
+                  gpu[i], ref[i]);
+    }
+    thread_pool_destroy(b.pool);
+    CUDA_ASSERT(cudaFree(d_k));
+    CUDA_ASSERT(cudaFree(d_v));
+    CUDA_ASSERT(cudaFree(d_tables));
+    CUDA_ASSERT(cudaFree(d_pos));
+    CUDA_ASSERT(cudaFree(d_seq));
+    free(hk), free(hv), free(kc), free(vc), free(hq), free(q), free(gpu), free(ref);
+}
+
+#endif
+
+Test(kernels_cuda, paged_attention_matches_cpu) {
+    require_cuda();
+#ifdef GALE_HAVE_CUDA
+    check_attention(9, 3, 64, 0, 0.0f);
+    check_attention(8, 8, 128, 32, 0.0f);
+    check_attention(4, 1, 256, 0, 50.0f);
+    check_attention(4, 2, 64, 100, 0.0f);
+#endif
+}
