@@ -31,7 +31,7 @@ Test(kvcache, groups_layers_by_window_and_sizes_pools) {
     gale_model *m = load_config_only("tiny/gemma3_text"); /* 8 layers: 7 windowed (32), layer 5 full */
     const gale_config *c = gale_model_config(m);
     kv_cache cache;
-    kv_cache_params p = {.block_size = 16, .budget_bytes = kv_cache_block_bytes(c, 16) * 100, .max_seqs = 4,
+    kv_cache_params p = {.block_size = 16, .budget_bytes = kv_cache_block_bytes(c, 16, sizeof(float)) * 100, .max_seqs = 4,
                          .max_chunk = 64, .max_len = 512};
     cr_assert_eq(kv_cache_init(&cache, c, &p), GALE_OK, "%s", gale_last_error());
     cr_assert_eq(cache.n_groups, 2);
@@ -56,7 +56,7 @@ Test(kvcache, sliding_blocks_stay_bounded_and_full_blocks_grow) {
     gale_model *m = load_config_only("tiny/gemma3_text");
     const gale_config *c = gale_model_config(m);
     kv_cache cache;
-    kv_cache_params p = {.block_size = 16, .budget_bytes = kv_cache_block_bytes(c, 16) * 64, .max_seqs = 1,
+    kv_cache_params p = {.block_size = 16, .budget_bytes = kv_cache_block_bytes(c, 16, sizeof(float)) * 64, .max_seqs = 1,
                          .max_chunk = 1, .max_len = 512};
     cr_assert_eq(kv_cache_init(&cache, c, &p), GALE_OK, "%s", gale_last_error());
     int sliding = group_with_window(&cache, 32), full = group_with_window(&cache, 0);
@@ -80,7 +80,7 @@ Test(kvcache, reserve_is_all_or_nothing) {
     gale_model *m = load_config_only("tiny/llama");
     const gale_config *c = gale_model_config(m);
     kv_cache cache;
-    kv_cache_params p = {.block_size = 16, .budget_bytes = kv_cache_block_bytes(c, 16) * 4, .max_seqs = 2,
+    kv_cache_params p = {.block_size = 16, .budget_bytes = kv_cache_block_bytes(c, 16, sizeof(float)) * 4, .max_seqs = 2,
                          .max_chunk = 64, .max_len = 512};
     cr_assert_eq(kv_cache_init(&cache, c, &p), GALE_OK, "%s", gale_last_error());
     cr_assert_eq(cache.n_groups, 1);
@@ -140,7 +140,7 @@ static void random_events(const char *tiny, int kv_blocks, uint64_t seed) {
     gale_model *m = load_config_only(tiny);
     const gale_config *c = gale_model_config(m);
     kv_cache cache;
-    kv_cache_params kp = {.block_size = 16, .budget_bytes = kv_cache_block_bytes(c, 16) * (size_t)kv_blocks,
+    kv_cache_params kp = {.block_size = 16, .budget_bytes = kv_cache_block_bytes(c, 16, sizeof(float)) * (size_t)kv_blocks,
                           .max_seqs = 8, .max_chunk = 48, .max_len = 256};
     cr_assert_eq(kv_cache_init(&cache, c, &kp), GALE_OK, "%s", gale_last_error());
     scheduler *s;

@@ -1,10 +1,18 @@
-/* The backend op table: what the one forward (engine/model.c) asks of a device.
- * Activations are fp32 row-major; weights are gale_tensors as loaded (any dtype). The
- * CPU backend (cpu/ops.c) is plain C over a thread pool and is the reference every
- * CUDA kernel is compared with. */
+/* The backend op table: what the one forward (engine/runner.c) asks of a device.
+ *
+ * Activations, the KV cache and the fp32 parameters the forward uploads (norm weights,
+ * rotary frequencies) live in the backend's memory, as void pointers the runner never
+ * dereferences: fp32 host memory on the CPU, bf16 (activations, cache) and fp32 device
+ * memory on CUDA. act_size is the bytes of one activation value, so the runner can step
+ * through rows. Small integer arrays (token ids, positions, sequence indices, block
+ * tables) are staged into backend memory once per forward. Weights are gale_tensors: as
+ * loaded on the CPU (any dtype, dequantised as they are read), uploaded (bf16) on CUDA.
+ * Activations are row-major. The CPU backend (cpu/ops.c) is plain C over a thread pool
+ * and is the reference every CUDA kernel is compared with. */
 #ifndef GALE_BACKEND_BACKEND_H
 #define GALE_BACKEND_BACKEND_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/tensor.h"
@@ -13,7 +21,8 @@
 
 typedef struct backend {
     const struct backend_ops *ops;
-    thread_pool *pool;
+    thread_pool *pool; /* the CPU backend's workers */
+    void *impl;        /* a device backend's state (stream, library handles, staging) */
 } backend;
 
 typedef struct attention_params {
@@ -26,34 +35,65 @@ typedef struct attention_params {
 /* One layer of the paged KV cache (engine/kvcache.h has the layout) and the block tables
  * of the sequences in the batch. */
 typedef struct paged_kv {
-    float *keys, *values;        /* [n_blocks, block_size, kv_dim] */
+    void *keys, *values;         /* [n_blocks, block_size, kv_dim] activation values */
     int block_size, kv_dim;
     const int32_t *block_tables; /* [n_seqs, table_stride]: block of each logical block */
     int table_stride;
 } paged_kv;
 
 typedef struct backend_ops {
-    /* y[n, out] = x[n, in] · wᵀ for w [out, in] of any dtype */
-    gale_status (*matmul)(backend *b, const float *x, int n, const gale_tensor *w, float *y);
-    /* rows of table [V, dim] (any dtype) for ids → y[n, dim], times scale */
-    gale_status (*embed)(backend *b, const gale_tensor *table, const int32_t *ids, int n, float scale, float *y);
-    /* y[n, dim] = x · rsqrt(mean(x²) + eps) · (offset + w) per row; w fp32 [dim] */
-    void (*rmsnorm)(backend *b, const float *x, int n, int dim, const float *w, float offset, float eps, float *y);
-    /* split-half rotary embedding in place: x [n, heads, head_dim], positions [n] */
-    void (*rope)(backend *b, float *x, int n, int heads, int head_dim, const int32_t *positions, const float *inv_freq);
+    const char *name;
+    size_t act_size; /* bytes per activation value */
+
+    /* ---- memory ---- */
+    gale_status (*alloc)(backend *b, size_t bytes, void **out);
+    void (*release)(backend *b, void *p);
+    /* host bytes → backend memory (fp32 parameters) */
+    gale_status (*upload)(backend *b, void *dst, const void *src, size_t bytes);
+    /* host int32[count] → backend memory valid until the next stage_ints call of the
+     * same slot (0 … 3: one per kind of array in a forward); the CPU returns src */
+    gale_status (*stage_ints)(backend *b, int slot, const int32_t *src, size_t count, const int32_t **out);
+    /* a weight as the backend reads it (CPU: the loaded tensor itself) */
+    gale_status (*upload_weight)(backend *b, const gale_tensor *host, gale_tensor *out);
+    void (*release_weight)(backend *b, gale_tensor *t);
+    /* activation values → fp32 host floats */
+    gale_status (*to_host)(backend *b, const void *src, size_t count, float *dst);
+
+    /* ---- ops (shapes in activation values) ---- */
+    /* y[n, out] = x[n, in] · wᵀ for w [out, in] */
+    gale_status (*matmul)(backend *b, const void *x, int n, const gale_tensor *w, void *y);
+    /* rows of table [V, dim] for ids (staged) → y[n, dim], times scale */
+    gale_status (*embed)(backend *b, const gale_tensor *table, const int32_t *ids, int n, float scale, void *y);
+    /* y[n, dim] = x · rsqrt(mean(x²) + eps) · (offset + w) per row; w fp32 [dim]; y may be x */
+    void (*rmsnorm)(backend *b, const void *x, int n, int dim, const float *w, float offset, float eps, void *y);
+    /* split-half rotary embedding in place: x [n, heads, head_dim], positions [n] (staged) */
+    void (*rope)(backend *b, void *x, int n, int heads, int head_dim, const int32_t *positions, const float *inv_freq);
     /* writes k, v [n, kv_dim] of token i at positions[i] of sequence seq_of[i] */
-    void (*store_kv)(backend *b, const paged_kv *kv, const float *k, const float *v, int n, const int32_t *positions,
+    void (*store_kv)(backend *b, const paged_kv *kv, const void *k, const void *v, int n, const int32_t *positions,
                      const int32_t *seq_of);
     /* out[n, heads, hd]: query i (q[n, heads, hd], at positions[i] of sequence seq_of[i])
      * over that sequence's cached positions up to its own (causal, windowed, softcapped);
      * every position it sees is stored already */
-    gale_status (*attention)(backend *b, const float *q, const paged_kv *kv, int n, const int32_t *positions,
-                             const int32_t *seq_of, const attention_params *p, float *out);
-    /* gate[n, dim] = act(gate) * up, act SiLU or tanh-GELU */
-    void (*gated_activation)(backend *b, float *gate, const float *up, size_t count, gale_activation act);
+    gale_status (*attention)(backend *b, const void *q, const paged_kv *kv, int n, const int32_t *positions,
+                             const int32_t *seq_of, const attention_params *p, void *out);
+    /* gate[count] = act(gate) * up, act SiLU or tanh-GELU */
+    void (*gated_activation)(backend *b, void *gate, const void *up, size_t count, gale_activation act);
     /* x[i] = cap · tanh(x[i] / cap) */
-    void (*softcap)(backend *b, float *x, size_t count, float cap);
+    void (*softcap)(backend *b, void *x, size_t count, float cap);
+    /* x[i] += y[i] */
+    void (*add)(backend *b, void *x, const void *y, size_t count);
+    /* y[i] += a · x[i] (a Mixtral expert's weighted output) */
+    void (*scale_add)(backend *b, void *y, const void *x, float a, size_t count);
+    /* x[i] = 0 */
+    void (*zero)(backend *b, void *x, size_t count);
+    /* dst[i, :] = src[rows[i], :] for rows given on the host, width values per row */
+    gale_status (*gather_rows)(backend *b, void *dst, const void *src, const int32_t *rows, int n, int width);
 } backend_ops;
+
+/* row i of an activation buffer holding rows of `width` values */
+static inline void *backend_row(const backend *b, void *base, size_t i, size_t width) {
+    return (char *)base + i * width * b->ops->act_size;
+}
 
 extern const backend_ops cpu_backend_ops;
 

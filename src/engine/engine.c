@@ -4,6 +4,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "backend/backend.h"
 #include "core/status.h"
 #include "engine/runner.h"
 #include "engine/scheduler.h"
@@ -71,8 +72,8 @@ static void add_eos(gale_engine *e, int32_t id) {
 
 /* KV memory: kv_blocks blocks, or a fraction of the machine's memory, never more than
  * max_num_seqs full contexts need. */
-static size_t kv_budget(const gale_config *c, const gale_engine_params *p, int block_size, int n_ctx) {
-    size_t block = kv_cache_block_bytes(c, block_size);
+static size_t kv_budget(const gale_config *c, const gale_engine_params *p, int block_size, int n_ctx, size_t act_size) {
+    size_t block = kv_cache_block_bytes(c, block_size, act_size);
     if (p->kv_blocks > 0) return (size_t)p->kv_blocks * block;
     size_t most = block * (size_t)((n_ctx + block_size - 1) / block_size) * (size_t)p->max_num_seqs;
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
@@ -108,18 +109,22 @@ gale_status gale_engine_new(const gale_model *model, const gale_tokenizer *token
     e->next_id = 1;
     int block_size = params->block_size ? params->block_size : KV_DEFAULT_BLOCK_SIZE;
     int chunk = params->max_num_batched_tokens < e->n_ctx ? params->max_num_batched_tokens : e->n_ctx;
-    kv_cache_params kp = {.block_size = block_size,
-                          .budget_bytes = kv_budget(e->c, params, block_size, e->n_ctx),
-                          .max_seqs = params->max_num_seqs,
-                          .max_chunk = chunk,
-                          .max_len = e->n_ctx};
     scheduler_params sp = {.max_num_seqs = params->max_num_seqs,
                            .max_num_batched_tokens = params->max_num_batched_tokens,
                            .max_len = e->n_ctx};
     e->logits = malloc((size_t)params->max_num_seqs * (size_t)e->c->vocab * sizeof *e->logits);
     gale_status status = e->logits ? GALE_OK : gale_error(GALE_ERR_OOM, "engine: out of memory for logits");
     if (status == GALE_OK) status = runner_create(model, params, &e->runner);
-    if (status == GALE_OK) status = kv_cache_init(&e->cache, e->c, &kp);
+    if (status == GALE_OK) {
+        backend *b = runner_backend(e->runner);
+        kv_cache_params kp = {.block_size = block_size,
+                              .budget_bytes = kv_budget(e->c, params, block_size, e->n_ctx, b->ops->act_size),
+                              .max_seqs = params->max_num_seqs,
+                              .max_chunk = chunk,
+                              .max_len = e->n_ctx,
+                              .storage = b};
+        status = kv_cache_init(&e->cache, e->c, &kp);
+    }
     if (status == GALE_OK) status = scheduler_new(&e->cache, &sp, &e->sched);
     if (status != GALE_OK) {
         gale_engine_free(e);

@@ -3,12 +3,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/backend.h"
 #include "core/status.h"
 
 static int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
-size_t kv_cache_block_bytes(const gale_config *c, int block_size) {
-    return (size_t)c->n_layers * (size_t)block_size * (size_t)c->n_kv_heads * (size_t)c->head_dim * 2 * sizeof(float);
+size_t kv_cache_block_bytes(const gale_config *c, int block_size, size_t act_size) {
+    return (size_t)c->n_layers * (size_t)block_size * (size_t)c->n_kv_heads * (size_t)c->head_dim * 2 * act_size;
 }
 
 /* A window that covers the whole context never releases anything: count it as full. */
@@ -42,8 +43,8 @@ int kv_blocks_needed(const kv_cache *cache, int g, int length, int chunk) {
 /* Sliding groups get what max_seqs sequences can hold (at most their layers' share of
  * the budget); the full group, if any, gets the rest. Sizes are in layer-blocks: one
  * layer's keys and values for block_size positions. */
-static gale_status size_pools(kv_cache *cache, const kv_cache_params *p) {
-    size_t layer_block = (size_t)cache->block_size * (size_t)cache->kv_dim * 2 * sizeof(float);
+static gale_status size_pools(kv_cache *cache, const kv_cache_params *p, size_t act_size) {
+    size_t layer_block = (size_t)cache->block_size * (size_t)cache->kv_dim * 2 * act_size;
     size_t budget = p->budget_bytes / layer_block, used = 0;
     for (int g = 0; g < cache->n_groups; g++) {
         kv_group *group = &cache->groups[g];
@@ -81,7 +82,8 @@ gale_status kv_cache_init(kv_cache *cache, const gale_config *c, const kv_cache_
                              ? GALE_OK
                              : gale_error(GALE_ERR_OOM, "KV cache: out of memory");
     if (status == GALE_OK) status = group_layers(cache, c, p->max_len);
-    if (status == GALE_OK) status = size_pools(cache, p);
+    size_t act_size = p->storage ? p->storage->ops->act_size : sizeof(float);
+    if (status == GALE_OK) status = size_pools(cache, p, act_size);
     for (int g = 0; status == GALE_OK && g < cache->n_groups; g++) {
         kv_group *group = &cache->groups[g];
         group->free_list = malloc((size_t)group->n_blocks * sizeof *group->free_list);
@@ -90,21 +92,25 @@ gale_status kv_cache_init(kv_cache *cache, const gale_config *c, const kv_cache_
         for (int b = 0; status == GALE_OK && b < group->n_blocks; b++) group->free_list[b] = group->n_blocks - 1 - b;
         group->n_free = group->n_blocks;
     }
-    for (int l = 0; status == GALE_OK && l < c->n_layers; l++) {
-        size_t count = (size_t)cache->groups[cache->layer_group[l]].n_blocks * (size_t)cache->block_size * cache->kv_dim;
-        cache->keys[l] = malloc(count * sizeof(float));
-        cache->values[l] = malloc(count * sizeof(float));
-        if (!cache->keys[l] || !cache->values[l])
-            status = gale_error(GALE_ERR_OOM, "KV cache: %zu MiB for layer %d do not fit in memory",
-                                2 * count * sizeof(float) >> 20, l);
+    cache->storage = p->storage;
+    for (int l = 0; status == GALE_OK && p->storage && l < c->n_layers; l++) {
+        size_t bytes = (size_t)cache->groups[cache->layer_group[l]].n_blocks * (size_t)cache->block_size * cache->kv_dim *
+                       act_size;
+        status = p->storage->ops->alloc(p->storage, bytes, &cache->keys[l]);
+        if (status == GALE_OK) status = p->storage->ops->alloc(p->storage, bytes, &cache->values[l]);
+        if (status != GALE_OK)
+            status = gale_error(GALE_ERR_OOM, "KV cache: %zu MiB for layer %d do not fit in %s memory", 2 * bytes >> 20, l,
+                                p->storage->ops->name);
     }
     if (status != GALE_OK) kv_cache_free(cache);
     return status;
 }
 
 void kv_cache_free(kv_cache *cache) {
-    for (int l = 0; cache->keys && l < cache->n_layers; l++) free(cache->keys[l]);
-    for (int l = 0; cache->values && l < cache->n_layers; l++) free(cache->values[l]);
+    for (int l = 0; cache->storage && cache->keys && l < cache->n_layers; l++)
+        if (cache->keys[l]) cache->storage->ops->release(cache->storage, cache->keys[l]);
+    for (int l = 0; cache->storage && cache->values && l < cache->n_layers; l++)
+        if (cache->values[l]) cache->storage->ops->release(cache->storage, cache->values[l]);
     for (int g = 0; g < cache->n_groups; g++) free(cache->groups[g].free_list);
     free(cache->keys);
     free(cache->values);

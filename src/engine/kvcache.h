@@ -28,6 +28,8 @@
 
 #include "gale.h"
 
+struct backend;
+
 enum { KV_MAX_GROUPS = 4, KV_DEFAULT_BLOCK_SIZE = 16 };
 
 typedef struct kv_group {
@@ -43,8 +45,9 @@ typedef struct kv_cache {
     int n_layers, kv_dim, block_size, n_groups;
     kv_group groups[KV_MAX_GROUPS];
     int *layer_group; /* [n_layers] */
-    float **keys;     /* [n_layers] → [n_blocks of its group, block_size, kv_dim] */
-    float **values;   /* same */
+    struct backend *storage; /* where keys and values live; NULL: block accounting only */
+    void **keys;      /* [n_layers] → [n_blocks of its group, block_size, kv_dim] activation values */
+    void **values;    /* same */
 } kv_cache;
 
 /* A sequence's view of the cache. Zero-initialise; kv_seq_free returns its blocks. */
@@ -63,10 +66,13 @@ typedef struct kv_cache_params {
     int max_seqs;       /* sequences running at once (sizes the sliding pools) */
     int max_chunk;      /* most tokens one sequence computes in a step */
     int max_len;        /* longest sequence (the context) */
+    struct backend *storage; /* allocates the keys and values (activation dtype); NULL:
+                                no storage, for tests of the accounting alone */
 } kv_cache_params;
 
-/* Bytes of one block across all layers: the unit --kv-blocks counts in. */
-size_t kv_cache_block_bytes(const gale_config *c, int block_size);
+/* Bytes of one block across all layers with act_size-byte values: the unit --kv-blocks
+ * counts in. */
+size_t kv_cache_block_bytes(const gale_config *c, int block_size, size_t act_size);
 
 /* Groups the layers of c by window and sizes the pools: sliding groups get what max_seqs
  * sequences can hold at most (scaled down if the budget is short), full groups share

@@ -1,7 +1,8 @@
 /* The forward pass: one function for every family, the config choosing the switches
  * (norm offset, embedding scale, sandwich norms, q/k norm, softcaps, per-layer window and
- * rope, dense or MoE MLP). It runs over backend ops on fp32 activations, for a batch of
- * tokens from several sequences, over the paged KV cache. */
+ * rope, dense or MoE MLP). It runs over backend ops, for a batch of tokens from several
+ * sequences, over the paged KV cache; activations and parameters live in the backend's
+ * memory (backend.h) and the runner only hands their pointers to the ops. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,27 +16,32 @@
 #include "model/quant.h"
 
 typedef struct layer_norms {
-    float *attn, *ffn, *post_attn, *post_ffn, *q, *k; /* fp32 copies; NULL when absent */
+    float *attn, *ffn, *post_attn, *post_ffn, *q, *k; /* fp32 in backend memory; NULL when absent */
 } layer_norms;
 
 struct model_runner {
     const gale_model *model;
     const gale_config *c;
-    const model_weights *w; /* the model's, or `prepared` */
-    model_weights prepared; /* matmul weights dequantised to fp32 once (prepare_weights) */
-    float **owned;          /* their buffers */
+    const model_weights *w;  /* the model's, or `mapped` */
+    model_weights mapped;    /* weight structs pointing at fp32 copies (prepare_weights) or
+                                at the backend's uploads */
+    gale_tensor *slots;      /* the mapped tensors */
+    size_t n_slots;
+    float **owned;           /* fp32 copies' buffers */
     size_t n_owned;
     backend b;
-    layer_norms *norms;   /* [n_layers] */
-    float *final_norm;    /* [H] */
-    float *inv_freq;      /* [n_layers, head_dim/2] */
-    float *arena;         /* storage of the fp32 norm weights */
-    /* scratch for n tokens, grown on demand */
-    int cap_tokens;
-    float *x, *h, *q, *k, *v, *attn, *gate, *up, *tmp;
-    float *expert_out;    /* [H] */
+    layer_norms *norms;      /* [n_layers] */
+    float *final_norm;       /* [H] */
+    float *params;           /* backend memory: every norm weight, then inv_freq */
+    float *inv_freq;         /* [n_layers, head_dim/2], in params */
+    /* activations in backend memory for cap_tokens tokens, regrown on demand */
+    int cap_tokens, cap_logits;
+    void *x, *h, *q, *k, *v, *attn, *gate, *up, *tmp;
+    void *expert_out;        /* [H] */
+    void *router;            /* [n_experts] */
+    void *logits;            /* [cap_logits, vocab] */
     int cap_tables;
-    int32_t *tables;      /* [n_seqs, stride] block tables of one group for the batch */
+    int32_t *tables;         /* host [n_groups, n_seqs, stride] block tables for the batch */
 };
 
 /* ---- set-up ---- */
@@ -48,48 +54,74 @@ static gale_status copy_norm(const gale_tensor *t, float **cursor, float **out) 
     return tensor_to_f32(t, *out);
 }
 
-static gale_status prepare_norms(model_runner *s) {
+/* Norm weights and rotary frequencies as fp32, in one backend buffer. */
+static gale_status upload_params(model_runner *s) {
     const gale_config *c = s->c;
     const model_weights *w = s->w;
+    const int half = c->head_dim / 2;
     size_t total = (size_t)c->hidden;
     for (int l = 0; l < c->n_layers; l++) {
         const layer_weights *lw = &w->layers[l];
         const gale_tensor *all[] = {lw->attn_norm, lw->ffn_norm, lw->post_attn_norm, lw->post_ffn_norm, lw->q_norm, lw->k_norm};
         for (size_t i = 0; i < 6; i++) total += all[i] ? tensor_numel(all[i]) : 0;
     }
-    s->arena = malloc(total * sizeof(float));
+    size_t norms_total = total;
+    total += (size_t)c->n_layers * (size_t)half;
+    float *host = malloc(total * sizeof *host);
     s->norms = calloc((size_t)c->n_layers, sizeof *s->norms);
-    if (!s->arena || !s->norms) return gale_error(GALE_ERR_OOM, "session: out of memory");
-    float *cursor = s->arena;
-    GALE_TRY(copy_norm(w->final_norm, &cursor, &s->final_norm));
-    for (int l = 0; l < c->n_layers; l++) {
+    if (!host || !s->norms) {
+        free(host);
+        return gale_error(GALE_ERR_OOM, "engine: out of memory");
+    }
+    float *cursor = host;
+    gale_status status = copy_norm(w->final_norm, &cursor, &s->final_norm);
+    for (int l = 0; status == GALE_OK && l < c->n_layers; l++) {
         const layer_weights *lw = &w->layers[l];
         layer_norms *n = &s->norms[l];
-        GALE_TRY(copy_norm(lw->attn_norm, &cursor, &n->attn));
-        GALE_TRY(copy_norm(lw->ffn_norm, &cursor, &n->ffn));
-        GALE_TRY(copy_norm(lw->post_attn_norm, &cursor, &n->post_attn));
-        GALE_TRY(copy_norm(lw->post_ffn_norm, &cursor, &n->post_ffn));
-        GALE_TRY(copy_norm(lw->q_norm, &cursor, &n->q));
-        GALE_TRY(copy_norm(lw->k_norm, &cursor, &n->k));
+        const gale_tensor *sources[] = {lw->attn_norm, lw->ffn_norm, lw->post_attn_norm, lw->post_ffn_norm, lw->q_norm, lw->k_norm};
+        float **targets[] = {&n->attn, &n->ffn, &n->post_attn, &n->post_ffn, &n->q, &n->k};
+        for (int i = 0; status == GALE_OK && i < 6; i++) status = copy_norm(sources[i], &cursor, targets[i]);
     }
-    return GALE_OK;
+    for (int l = 0; status == GALE_OK && l < c->n_layers; l++) config_rope_inv_freq(c, l, host + norms_total + (size_t)l * half);
+    if (status == GALE_OK) status = s->b.ops->alloc(&s->b, total * sizeof(float), (void **)&s->params);
+    if (status == GALE_OK) status = s->b.ops->upload(&s->b, s->params, host, total * sizeof(float));
+    if (status == GALE_OK) {
+        /* the same offsets in backend memory */
+#define REBASE(p) ((p) = (p) ? s->params + ((p) - host) : NULL)
+        REBASE(s->final_norm);
+        for (int l = 0; l < c->n_layers; l++) {
+            layer_norms *n = &s->norms[l];
+            REBASE(n->attn), REBASE(n->ffn), REBASE(n->post_attn), REBASE(n->post_ffn), REBASE(n->q), REBASE(n->k);
+        }
+#undef REBASE
+        s->inv_freq = s->params + norms_total;
+    }
+    free(host);
+    return status;
 }
 
-/* ---- prepared weights: dequantise matmul weights to fp32 once, so decode reads them
- * straight instead of dequantising every row for every token. Same values, same
- * results; costs 4 bytes per parameter. ---- */
+/* ---- weights the backend reads: as loaded (CPU default), fp32 copies (prepare_weights:
+ * decode reads them straight instead of dequantising every row; same values, 4 bytes a
+ * parameter) or the backend's uploads (a device backend). ---- */
 
-static gale_status prepare_tensor(model_runner *s, gale_tensor *slot) {
+typedef gale_status (*weight_mapper)(model_runner *s, gale_tensor *slot);
+
+static gale_status fp32_copy(model_runner *s, gale_tensor *slot) {
     if (slot->dtype == GALE_F32 && ((uintptr_t)slot->data % sizeof(float)) == 0) return GALE_OK;
     uint64_t n = tensor_numel(slot);
     float *buf = malloc(n * sizeof *buf);
-    if (!buf) return gale_error(GALE_ERR_OOM, "session: out of memory preparing weights");
+    if (!buf) return gale_error(GALE_ERR_OOM, "engine: out of memory preparing weights");
     s->owned[s->n_owned++] = buf;
     GALE_TRY(tensor_to_f32(slot, buf));
     slot->dtype = GALE_F32;
     slot->data = buf;
     slot->nbytes = n * sizeof *buf;
     return GALE_OK;
+}
+
+static gale_status upload(model_runner *s, gale_tensor *slot) {
+    gale_tensor host = *slot;
+    return s->b.ops->upload_weight(&s->b, &host, slot);
 }
 
 /* fp32 copies take 4 bytes a parameter: only when they fit in half of the memory (a 7B
@@ -102,74 +134,78 @@ static bool prepared_weights_fit(const model_runner *s) {
     return params * 4 < (uint64_t)pages * (uint64_t)page / 2;
 }
 
-/* A copy of the weight structs whose matmul tensors point at fp32 buffers. */
-static gale_status prepare_weights(model_runner *s) {
+/* One tensor into the next slot. */
+static gale_status map_one(model_runner *s, weight_mapper fn, const gale_tensor **field) {
+    if (!*field) return GALE_OK;
+    gale_tensor *slot = &s->slots[s->n_slots];
+    *slot = **field;
+    GALE_TRY(fn(s, slot));
+    s->n_slots++;
+    *field = slot;
+    return GALE_OK;
+}
+
+/* A copy of the weight structs whose tensors went through fn. */
+static gale_status map_weights(model_runner *s, weight_mapper fn) {
     const gale_config *c = s->c;
     const model_weights *w = s->w;
-    size_t per_layer = 7 + 3 * (size_t)c->n_experts, total = (size_t)c->n_layers * per_layer + 1;
+    size_t per_layer = 8 + 3 * (size_t)c->n_experts, total = (size_t)c->n_layers * per_layer + 2;
     s->owned = calloc(total, sizeof *s->owned);
-    gale_tensor *slots = calloc(total, sizeof *slots);
+    s->slots = calloc(total, sizeof *s->slots);
     layer_weights *layers = calloc((size_t)c->n_layers, sizeof *layers);
-    if (!s->owned || !slots || !layers) {
-        free(slots);
+    if (!s->owned || !s->slots || !layers) {
         free(layers);
-        return gale_error(GALE_ERR_OOM, "session: out of memory preparing weights");
+        return gale_error(GALE_ERR_OOM, "engine: out of memory mapping weights");
     }
-    s->prepared = *w;
-    s->prepared.layers = layers;
-    s->prepared.expert_views = slots; /* freed with the session */
-    size_t used = 0;
-#define PREPARE(field_ptr)                                                                                     \
-    do {                                                                                                       \
-        if (field_ptr) {                                                                                       \
-            slots[used] = *(field_ptr);                                                                        \
-            GALE_TRY(prepare_tensor(s, &slots[used]));                                                  \
-            (field_ptr) = &slots[used++];                                                                      \
-        }                                                                                                      \
-    } while (0)
-    PREPARE(s->prepared.lm_head);
+    s->mapped = *w;
+    s->mapped.layers = layers;
+    s->mapped.expert_views = NULL;
+    s->w = &s->mapped; /* from here on freed with the runner */
+    GALE_TRY(map_one(s, fn, &s->mapped.embed));
+    if (w->lm_head == w->embed) s->mapped.lm_head = s->mapped.embed; /* tied: one copy */
+    else GALE_TRY(map_one(s, fn, &s->mapped.lm_head));
     for (int l = 0; l < c->n_layers; l++) {
         layers[l] = w->layers[l];
         layer_weights *lw = &layers[l];
-        PREPARE(lw->wq);
-        PREPARE(lw->wk);
-        PREPARE(lw->wv);
-        PREPARE(lw->wo);
-        PREPARE(lw->w_gate);
-        PREPARE(lw->w_up);
-        PREPARE(lw->w_down);
+        const gale_tensor **fields[] = {&lw->wq, &lw->wk, &lw->wv, &lw->wo, &lw->w_gate, &lw->w_up, &lw->w_down, &lw->router};
+        for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) GALE_TRY(map_one(s, fn, fields[i]));
         if (c->n_experts > 0) {
-            gale_tensor *views = &slots[used];
+            gale_tensor *views = &s->slots[s->n_slots];
             for (int e = 0; e < c->n_experts; e++) {
                 views[e] = lw->expert_gate[e];
                 views[c->n_experts + e] = lw->expert_up[e];
                 views[2 * c->n_experts + e] = lw->expert_down[e];
             }
-            for (int k = 0; k < 3 * c->n_experts; k++) GALE_TRY(prepare_tensor(s, &views[k]));
+            for (int k = 0; k < 3 * c->n_experts; k++, s->n_slots++) GALE_TRY(fn(s, &views[k]));
             lw->expert_gate = views;
             lw->expert_up = views + c->n_experts;
             lw->expert_down = views + 2 * c->n_experts;
-            used += 3 * (size_t)c->n_experts;
         }
     }
-#undef PREPARE
-    s->w = &s->prepared;
     return GALE_OK;
 }
 
-static gale_status grow_scratch(model_runner *s, int n) {
-    if (n <= s->cap_tokens) return GALE_OK;
+/* Backend buffer *buf of `count` activation values, regrown (contents dropped) when short. */
+static gale_status regrow(model_runner *s, void **buf, size_t count) {
+    if (*buf) s->b.ops->release(&s->b, *buf);
+    *buf = NULL;
+    return s->b.ops->alloc(&s->b, count * s->b.ops->act_size, buf);
+}
+
+static gale_status grow_scratch(model_runner *s, int n, int n_logits) {
     const gale_config *c = s->c;
-    size_t H = (size_t)c->hidden, qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
-    size_t I = (size_t)c->intermediate, wide = H > qd ? H : qd;
-    float **bufs[] = {&s->x, &s->h, &s->q, &s->k, &s->v, &s->attn, &s->gate, &s->up, &s->tmp};
-    size_t sizes[] = {H, wide, qd, kvd, kvd, qd, I, I, wide};
-    for (size_t i = 0; i < 9; i++) {
-        float *grown = realloc(*bufs[i], (size_t)n * sizes[i] * sizeof(float));
-        if (!grown) return gale_error(GALE_ERR_OOM, "session: out of memory for %d tokens", n);
-        *bufs[i] = grown;
+    if (n > s->cap_tokens) {
+        size_t H = (size_t)c->hidden, qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
+        size_t I = (size_t)c->intermediate, wide = H > qd ? H : qd;
+        void **bufs[] = {&s->x, &s->h, &s->q, &s->k, &s->v, &s->attn, &s->gate, &s->up, &s->tmp};
+        size_t sizes[] = {H, wide, qd, kvd, kvd, qd, I, I, wide};
+        for (size_t i = 0; i < 9; i++) GALE_TRY(regrow(s, bufs[i], (size_t)n * sizes[i]));
+        s->cap_tokens = n;
     }
-    s->cap_tokens = n;
+    if (n_logits > s->cap_logits) {
+        GALE_TRY(regrow(s, &s->logits, (size_t)n_logits * (size_t)c->vocab));
+        s->cap_logits = n_logits;
+    }
     return GALE_OK;
 }
 
@@ -197,15 +233,12 @@ gale_status runner_create(const gale_model *model, const gale_engine_params *par
     s->w = model_get_weights(model);
     s->b.ops = &cpu_backend_ops;
     gale_status status = thread_pool_create(params->n_threads, &s->b.pool);
-    if (status == GALE_OK) status = prepare_norms(s);
-    if (status == GALE_OK && params->prepare_weights && prepared_weights_fit(s)) status = prepare_weights(s);
-    if (status == GALE_OK) {
-        int half = s->c->head_dim / 2;
-        s->inv_freq = malloc((size_t)s->c->n_layers * (size_t)half * sizeof(float));
-        s->expert_out = malloc((size_t)s->c->hidden * sizeof(float));
-        if (!s->inv_freq || !s->expert_out) status = gale_error(GALE_ERR_OOM, "engine: out of memory");
-        for (int l = 0; status == GALE_OK && l < s->c->n_layers; l++) config_rope_inv_freq(s->c, l, s->inv_freq + (size_t)l * half);
-    }
+    if (status == GALE_OK) status = upload_params(s);
+    if (status == GALE_OK && s->b.ops != &cpu_backend_ops) status = map_weights(s, upload);
+    else if (status == GALE_OK && params->prepare_weights && prepared_weights_fit(s)) status = map_weights(s, fp32_copy);
+    if (status == GALE_OK) status = s->b.ops->alloc(&s->b, (size_t)s->c->hidden * s->b.ops->act_size, &s->expert_out);
+    if (status == GALE_OK && s->c->n_experts > 0)
+        status = s->b.ops->alloc(&s->b, (size_t)s->c->n_experts * s->b.ops->act_size, &s->router);
     if (status != GALE_OK) {
         runner_free(s);
         return status;
@@ -216,33 +249,31 @@ gale_status runner_create(const gale_model *model, const gale_engine_params *par
 
 void runner_free(model_runner *s) {
     if (!s) return;
-    thread_pool_destroy(s->b.pool);
-    free(s->norms);
-    free(s->arena);
+    backend *b = &s->b;
+    void *bufs[] = {s->x, s->h, s->q, s->k, s->v, s->attn, s->gate, s->up, s->tmp, s->expert_out, s->router, s->logits, s->params};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        if (bufs[i]) b->ops->release(b, bufs[i]);
+    if (b->ops != &cpu_backend_ops)
+        for (size_t i = 0; i < s->n_slots; i++) b->ops->release_weight(b, &s->slots[i]);
     for (size_t i = 0; i < s->n_owned; i++) free(s->owned[i]);
     free(s->owned);
-    if (s->w == &s->prepared) {
-        free(s->prepared.layers);
-        free(s->prepared.expert_views);
-    }
-    free(s->inv_freq);
-    float *bufs[] = {s->x, s->h, s->q, s->k, s->v, s->attn, s->gate, s->up, s->tmp, s->expert_out};
-    for (size_t i = 0; i < 10; i++) free(bufs[i]);
+    free(s->slots);
+    if (s->w == &s->mapped) free(s->mapped.layers);
+    thread_pool_destroy(b->pool);
+    free(s->norms);
     free(s->tables);
     free(s);
 }
+
+backend *runner_backend(model_runner *s) { return &s->b; }
 
 const gale_config *runner_config(const model_runner *s) { return s->c; }
 
 /* ---- the forward ---- */
 
-static void add_into(float *x, const float *y, size_t count) {
-    for (size_t i = 0; i < count; i++) x[i] += y[i];
-}
-
 /* out[n, H] = down(act(gate(x)) ⊙ up(x)) for x [n, H]: the dense MLP and each expert. */
 static gale_status gated_mlp(model_runner *s, const gale_tensor *gate, const gale_tensor *up, const gale_tensor *down,
-                             const float *x, int n, float *out) {
+                             const void *x, int n, void *out) {
     const backend_ops *ops = s->b.ops;
     GALE_TRY(ops->matmul(&s->b, x, n, gate, s->gate));
     GALE_TRY(ops->matmul(&s->b, x, n, up, s->up));
@@ -251,15 +282,18 @@ static gale_status gated_mlp(model_runner *s, const gale_tensor *gate, const gal
 }
 
 /* Mixtral: softmax over all router logits in fp32, top-k, weights renormalised to sum 1;
- * each token's chosen experts run on that token alone. */
-static gale_status moe(model_runner *s, const layer_weights *lw, int n, float *out) {
+ * each token's chosen experts run on that token alone. (Routing on the host: grouping
+ * tokens by expert on the device is the MoE issue's.) */
+static gale_status moe(model_runner *s, const layer_weights *lw, int n, void *out) {
     const gale_config *c = s->c;
+    const backend_ops *ops = s->b.ops;
     const int H = c->hidden, E = c->n_experts, K = c->n_experts_per_tok;
     float router[1024];
     int chosen[64];
     for (int i = 0; i < n; i++) {
-        const float *x = s->h + (size_t)i * H;
-        GALE_TRY(s->b.ops->matmul(&s->b, x, 1, lw->router, router));
+        const void *x = backend_row(&s->b, s->h, (size_t)i, (size_t)H);
+        GALE_TRY(ops->matmul(&s->b, x, 1, lw->router, s->router));
+        GALE_TRY(ops->to_host(&s->b, s->router, (size_t)E, router));
         float max = router[0], sum = 0;
         for (int e = 1; e < E; e++) max = router[e] > max ? router[e] : max;
         for (int e = 0; e < E; e++) sum += router[e] = expf(router[e] - max);
@@ -275,13 +309,12 @@ static gale_status moe(model_runner *s, const layer_weights *lw, int n, float *o
             chosen[k] = best;
             kept += router[best];
         }
-        float *y = out + (size_t)i * H;
-        memset(y, 0, (size_t)H * sizeof *y);
+        void *y = backend_row(&s->b, out, (size_t)i, (size_t)H);
+        ops->zero(&s->b, y, (size_t)H);
         for (int k = 0; k < K; k++) {
             int e = chosen[k];
             GALE_TRY(gated_mlp(s, &lw->expert_gate[e], &lw->expert_up[e], &lw->expert_down[e], x, 1, s->expert_out));
-            float weight = router[e] / kept;
-            for (int d = 0; d < H; d++) y[d] += weight * s->expert_out[d];
+            ops->scale_add(&s->b, y, s->expert_out, router[e] / kept, (size_t)H);
         }
     }
     return GALE_OK;
@@ -326,7 +359,7 @@ static gale_status attention_block(model_runner *s, int l, int n, const batch_kv
     GALE_TRY(ops->attention(&s->b, s->q, &layer_kv, n, kv->positions, kv->seq_of, &p, s->attn));
     GALE_TRY(ops->matmul(&s->b, s->attn, n, lw->wo, s->tmp));
     if (norms->post_attn) ops->rmsnorm(&s->b, s->tmp, n, H, norms->post_attn, c->norm_weight_offset, c->rms_norm_eps, s->tmp);
-    add_into(s->x, s->tmp, (size_t)n * H);
+    ops->add(&s->b, s->x, s->tmp, (size_t)n * H);
     return GALE_OK;
 }
 
@@ -343,7 +376,7 @@ static gale_status mlp_block(model_runner *s, int l, int n) {
         GALE_TRY(gated_mlp(s, lw->w_gate, lw->w_up, lw->w_down, s->h, n, s->tmp));
     }
     if (norms->post_ffn) ops->rmsnorm(&s->b, s->tmp, n, H, norms->post_ffn, c->norm_weight_offset, c->rms_norm_eps, s->tmp);
-    add_into(s->x, s->tmp, (size_t)n * H);
+    ops->add(&s->b, s->x, s->tmp, (size_t)n * H);
     return GALE_OK;
 }
 
@@ -391,29 +424,36 @@ static gale_status gather_tables(model_runner *s, const kv_cache *cache, const r
     return GALE_OK;
 }
 
+/* Staging slots of the forward's integer arrays (backend.h: stage_ints) */
+enum { STAGE_IDS, STAGE_POSITIONS, STAGE_SEQ_OF, STAGE_TABLES };
+
 gale_status runner_forward(model_runner *s, kv_cache *cache, const runner_batch *batch, float *logits) {
     if (!s || !cache || !batch || batch->n_tokens <= 0)
         return gale_error(GALE_ERR_INVALID_ARG, "forward: no tokens (empty prompt)");
     const gale_config *c = s->c;
-    const int n = batch->n_tokens, H = c->hidden;
+    const backend_ops *ops = s->b.ops;
+    const int n = batch->n_tokens, H = c->hidden, rows = logits ? batch->n_logits : 0;
     GALE_TRY(check_batch(cache, batch, c->vocab));
-    GALE_TRY(grow_scratch(s, n));
+    GALE_TRY(grow_scratch(s, n, rows));
     int stride;
     GALE_TRY(gather_tables(s, cache, batch, &stride));
-    batch_kv kv = {cache, s->tables, batch->n_seqs, stride, batch->positions, batch->seq_of};
-    /* Gemma scales embeddings by sqrt(H) in the activation dtype (fp32 here) */
+    const int32_t *ids, *positions, *seq_of, *tables;
+    GALE_TRY(ops->stage_ints(&s->b, STAGE_IDS, batch->ids, (size_t)n, &ids));
+    GALE_TRY(ops->stage_ints(&s->b, STAGE_POSITIONS, batch->positions, (size_t)n, &positions));
+    GALE_TRY(ops->stage_ints(&s->b, STAGE_SEQ_OF, batch->seq_of, (size_t)n, &seq_of));
+    GALE_TRY(ops->stage_ints(&s->b, STAGE_TABLES, s->tables, (size_t)cache->n_groups * batch->n_seqs * stride, &tables));
+    batch_kv kv = {cache, tables, batch->n_seqs, stride, positions, seq_of};
+    /* Gemma scales embeddings by sqrt(H) in the activation dtype */
     float scale = c->embed_scale_sqrt_hidden ? (float)sqrt((double)H) : 1.0f;
-    GALE_TRY(s->b.ops->embed(&s->b, s->w->embed, batch->ids, n, scale, s->x));
+    GALE_TRY(ops->embed(&s->b, s->w->embed, ids, n, scale, s->x));
     for (int l = 0; l < c->n_layers; l++) {
         GALE_TRY(attention_block(s, l, n, &kv));
         GALE_TRY(mlp_block(s, l, n));
     }
-    if (!logits || batch->n_logits == 0) return GALE_OK;
-    const int rows = batch->n_logits;
-    for (int i = 0; i < rows; i++)
-        memcpy(s->tmp + (size_t)i * H, s->x + (size_t)batch->logit_rows[i] * H, (size_t)H * sizeof(float));
-    s->b.ops->rmsnorm(&s->b, s->tmp, rows, H, s->final_norm, c->norm_weight_offset, c->rms_norm_eps, s->h);
-    GALE_TRY(s->b.ops->matmul(&s->b, s->h, rows, s->w->lm_head, logits));
-    if (c->final_softcap > 0) s->b.ops->softcap(&s->b, logits, (size_t)rows * c->vocab, c->final_softcap);
-    return GALE_OK;
+    if (rows == 0) return GALE_OK;
+    GALE_TRY(ops->gather_rows(&s->b, s->tmp, s->x, batch->logit_rows, rows, H));
+    ops->rmsnorm(&s->b, s->tmp, rows, H, s->final_norm, c->norm_weight_offset, c->rms_norm_eps, s->h);
+    GALE_TRY(ops->matmul(&s->b, s->h, rows, s->w->lm_head, s->logits));
+    if (c->final_softcap > 0) ops->softcap(&s->b, s->logits, (size_t)rows * c->vocab, c->final_softcap);
+    return ops->to_host(&s->b, s->logits, (size_t)rows * c->vocab, logits);
 }

@@ -26,6 +26,8 @@ typedef struct runner_batch {
 gale_status runner_create(const gale_model *model, const gale_engine_params *params, model_runner **out);
 void runner_free(model_runner *r);
 const gale_config *runner_config(const model_runner *r);
+/* The backend the runner computes on; the KV cache's storage comes from it. */
+struct backend *runner_backend(model_runner *r);
 
 /* Runs the batch: stores every token's keys and values in the cache, returns logits
  * [n_logits, vocab] in batch order. The caller reserves blocks before (kv_seq_reserve)

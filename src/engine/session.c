@@ -2,6 +2,7 @@
  * context — the simple path the CLI's generate, chat and logits take. */
 #include <stdlib.h>
 
+#include "backend/backend.h"
 #include "core/status.h"
 #include "engine/runner.h"
 #include "model/config.h"
@@ -44,13 +45,18 @@ gale_status gale_session_new(const gale_model *model, const gale_engine_params *
     const gale_config *c = gale_model_config(model);
     s->n_ctx = engine_default_context(c, params->n_ctx);
     int block_size = params->block_size ? params->block_size : KV_DEFAULT_BLOCK_SIZE;
-    kv_cache_params kp = {.block_size = block_size,
-                          .budget_bytes = kv_cache_block_bytes(c, block_size) * (size_t)((s->n_ctx + block_size - 1) / block_size),
-                          .max_seqs = 1,
-                          .max_chunk = s->n_ctx,
-                          .max_len = s->n_ctx};
     gale_status status = runner_create(model, params, &s->runner);
-    if (status == GALE_OK) status = kv_cache_init(&s->cache, c, &kp);
+    if (status == GALE_OK) {
+        backend *b = runner_backend(s->runner);
+        size_t blocks = (size_t)((s->n_ctx + block_size - 1) / block_size);
+        kv_cache_params kp = {.block_size = block_size,
+                              .budget_bytes = kv_cache_block_bytes(c, block_size, b->ops->act_size) * blocks,
+                              .max_seqs = 1,
+                              .max_chunk = s->n_ctx,
+                              .max_len = s->n_ctx,
+                              .storage = b};
+        status = kv_cache_init(&s->cache, c, &kp);
+    }
     if (status != GALE_OK) {
         gale_session_free(s);
         return status;

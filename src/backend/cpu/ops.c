@@ -278,7 +278,7 @@ static void matmul_rows(void *ctx, size_t begin, size_t end) {
     free(rows);
 }
 
-static gale_status cpu_matmul(backend *b, const float *x, int n, const gale_tensor *w, float *y) {
+static gale_status cpu_matmul(backend *b, const void *x, int n, const gale_tensor *w, void *y) {
     if (w->n_dims != 2) return gale_error(GALE_ERR_SHAPE, "matmul: weight must be 2-D");
     matmul_job j = {.x = x, .n = n, .in = (int)w->shape[1], .out = (int)w->shape[0], .w = w, .y = y, .status = GALE_OK};
     if (!dtype_row_bytes(w->dtype, (uint64_t)j.in, &j.row_bytes))
@@ -288,8 +288,9 @@ static gale_status cpu_matmul(backend *b, const float *x, int n, const gale_tens
     return GALE_OK;
 }
 
-static gale_status cpu_embed(backend *b, const gale_tensor *table, const int32_t *ids, int n, float scale, float *y) {
+static gale_status cpu_embed(backend *b, const gale_tensor *table, const int32_t *ids, int n, float scale, void *out) {
     (void)b;
+    float *y = out;
     int dim = (int)table->shape[1];
     uint64_t row_bytes;
     if (!dtype_row_bytes(table->dtype, (uint64_t)dim, &row_bytes))
@@ -307,8 +308,10 @@ static gale_status cpu_embed(backend *b, const gale_tensor *table, const int32_t
     return GALE_OK;
 }
 
-static void cpu_rmsnorm(backend *b, const float *x, int n, int dim, const float *w, float offset, float eps, float *y) {
+static void cpu_rmsnorm(backend *b, const void *in, int n, int dim, const float *w, float offset, float eps, void *out) {
     (void)b;
+    const float *x = in;
+    float *y = out;
     for (int i = 0; i < n; i++) {
         const float *xi = x + (size_t)i * dim;
         float *yi = y + (size_t)i * dim;
@@ -318,8 +321,9 @@ static void cpu_rmsnorm(backend *b, const float *x, int n, int dim, const float 
     }
 }
 
-static void cpu_rope(backend *b, float *x, int n, int heads, int head_dim, const int32_t *positions, const float *inv_freq) {
+static void cpu_rope(backend *b, void *data, int n, int heads, int head_dim, const int32_t *positions, const float *inv_freq) {
     (void)b;
+    float *x = data;
     const int half = head_dim / 2;
     float cos_buf[512], sin_buf[512];
     for (int i = 0; i < n; i++) {
@@ -346,13 +350,15 @@ static inline size_t kv_slot(const paged_kv *kv, int seq, int pos) {
     return ((size_t)block * kv->block_size + (size_t)(pos % kv->block_size)) * kv->kv_dim;
 }
 
-static void cpu_store_kv(backend *b, const paged_kv *kv, const float *k, const float *v, int n, const int32_t *positions,
-                         const int32_t *seq_of) {
+static void cpu_store_kv(backend *b, const paged_kv *kv, const void *keys, const void *values, int n,
+                         const int32_t *positions, const int32_t *seq_of) {
     (void)b;
+    const float *k = keys, *v = values;
+    float *key_cache = kv->keys, *value_cache = kv->values;
     for (int i = 0; i < n; i++) {
         size_t slot = kv_slot(kv, seq_of[i], positions[i]);
-        memcpy(kv->keys + slot, k + (size_t)i * kv->kv_dim, (size_t)kv->kv_dim * sizeof(float));
-        memcpy(kv->values + slot, v + (size_t)i * kv->kv_dim, (size_t)kv->kv_dim * sizeof(float));
+        memcpy(key_cache + slot, k + (size_t)i * kv->kv_dim, (size_t)kv->kv_dim * sizeof(float));
+        memcpy(value_cache + slot, v + (size_t)i * kv->kv_dim, (size_t)kv->kv_dim * sizeof(float));
     }
 }
 
@@ -385,7 +391,7 @@ static void attention_items(void *ctx, size_t begin, size_t end) {
         const float *q = j->q + ((size_t)i * p->n_heads + h) * hd;
         float max = -INFINITY;
         for (int t = first; t <= query_pos; t++) {
-            float s = dot(q, kv->keys + kv_slot(kv, seq, t) + (size_t)kvh * hd, hd) * p->scale;
+            float s = dot(q, (const float *)kv->keys + kv_slot(kv, seq, t) + (size_t)kvh * hd, hd) * p->scale;
             if (p->softcap > 0) s = p->softcap * tanhf(s / p->softcap);
             scores[t - first] = s;
             if (s > max) max = s;
@@ -395,7 +401,7 @@ static void attention_items(void *ctx, size_t begin, size_t end) {
         float *o = j->out + ((size_t)i * p->n_heads + h) * hd;
         memset(o, 0, (size_t)hd * sizeof *o);
         for (int t = first; t <= query_pos; t++) {
-            const float *v = kv->values + kv_slot(kv, seq, t) + (size_t)kvh * hd;
+            const float *v = (const float *)kv->values + kv_slot(kv, seq, t) + (size_t)kvh * hd;
             float weight = scores[t - first] / sum;
             for (int d = 0; d < hd; d++) o[d] += weight * v[d];
         }
@@ -403,8 +409,8 @@ static void attention_items(void *ctx, size_t begin, size_t end) {
     free(scores);
 }
 
-static gale_status cpu_attention(backend *b, const float *q, const paged_kv *kv, int n, const int32_t *positions,
-                                 const int32_t *seq_of, const attention_params *p, float *out) {
+static gale_status cpu_attention(backend *b, const void *q, const paged_kv *kv, int n, const int32_t *positions,
+                                 const int32_t *seq_of, const attention_params *p, void *out) {
     int longest = 1;
     for (int i = 0; i < n; i++) longest = positions[i] + 1 > longest ? positions[i] + 1 : longest;
     if (p->window > 0 && longest > p->window) longest = p->window;
@@ -413,8 +419,10 @@ static gale_status cpu_attention(backend *b, const float *q, const paged_kv *kv,
     return j.failed ? gale_error(GALE_ERR_OOM, "attention: out of memory for %d scores", longest) : GALE_OK;
 }
 
-static void cpu_gated_activation(backend *b, float *gate, const float *up, size_t count, gale_activation act) {
+static void cpu_gated_activation(backend *b, void *gate_data, const void *up_data, size_t count, gale_activation act) {
     (void)b;
+    float *gate = gate_data;
+    const float *up = up_data;
     if (act == GALE_ACT_SILU) {
         for (size_t i = 0; i < count; i++) gate[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
     } else {
@@ -426,12 +434,91 @@ static void cpu_gated_activation(backend *b, float *gate, const float *up, size_
     }
 }
 
-static void cpu_softcap(backend *b, float *x, size_t count, float cap) {
+static void cpu_softcap(backend *b, void *data, size_t count, float cap) {
     (void)b;
+    float *x = data;
     for (size_t i = 0; i < count; i++) x[i] = cap * tanhf(x[i] / cap);
 }
 
+static void cpu_add(backend *b, void *x_data, const void *y_data, size_t count) {
+    (void)b;
+    float *x = x_data;
+    const float *y = y_data;
+    for (size_t i = 0; i < count; i++) x[i] += y[i];
+}
+
+static void cpu_scale_add(backend *b, void *y_data, const void *x_data, float a, size_t count) {
+    (void)b;
+    float *y = y_data;
+    const float *x = x_data;
+    for (size_t i = 0; i < count; i++) y[i] += a * x[i];
+}
+
+static void cpu_zero(backend *b, void *x, size_t count) {
+    (void)b;
+    memset(x, 0, count * sizeof(float));
+}
+
+static gale_status cpu_gather_rows(backend *b, void *dst, const void *src, const int32_t *rows, int n, int width) {
+    (void)b;
+    for (int i = 0; i < n; i++)
+        memcpy((float *)dst + (size_t)i * width, (const float *)src + (size_t)rows[i] * width, (size_t)width * sizeof(float));
+    return GALE_OK;
+}
+
+/* ---- memory: plain host memory; weights are read as loaded ---- */
+
+static gale_status cpu_alloc(backend *b, size_t bytes, void **out) {
+    (void)b;
+    *out = malloc(bytes ? bytes : 1);
+    return *out ? GALE_OK : gale_error(GALE_ERR_OOM, "out of memory for %zu MiB", bytes >> 20);
+}
+
+static void cpu_release(backend *b, void *p) {
+    (void)b;
+    free(p);
+}
+
+static gale_status cpu_upload(backend *b, void *dst, const void *src, size_t bytes) {
+    (void)b;
+    memcpy(dst, src, bytes);
+    return GALE_OK;
+}
+
+static gale_status cpu_stage_ints(backend *b, int slot, const int32_t *src, size_t count, const int32_t **out) {
+    (void)b, (void)slot, (void)count;
+    *out = src;
+    return GALE_OK;
+}
+
+static gale_status cpu_upload_weight(backend *b, const gale_tensor *host, gale_tensor *out) {
+    (void)b;
+    *out = *host;
+    return GALE_OK;
+}
+
+static void cpu_release_weight(backend *b, gale_tensor *t) { (void)b, (void)t; }
+
+static gale_status cpu_to_host(backend *b, const void *src, size_t count, float *dst) {
+    (void)b;
+    if (dst != src) memcpy(dst, src, count * sizeof(float));
+    return GALE_OK;
+}
+
 const backend_ops cpu_backend_ops = {
+    .name = "cpu",
+    .act_size = sizeof(float),
+    .alloc = cpu_alloc,
+    .release = cpu_release,
+    .upload = cpu_upload,
+    .stage_ints = cpu_stage_ints,
+    .upload_weight = cpu_upload_weight,
+    .release_weight = cpu_release_weight,
+    .to_host = cpu_to_host,
+    .add = cpu_add,
+    .scale_add = cpu_scale_add,
+    .zero = cpu_zero,
+    .gather_rows = cpu_gather_rows,
     .matmul = cpu_matmul,
     .embed = cpu_embed,
     .rmsnorm = cpu_rmsnorm,
