@@ -164,7 +164,13 @@ gale_model_stats gale_model_get_stats(const gale_model *model);
  * its data (not metadata_only) and outlive the session. */
 typedef struct gale_session gale_session;
 
+typedef enum gale_device {
+    GALE_DEVICE_CPU = 0, /* fp32 on the host, the reference */
+    GALE_DEVICE_CUDA,    /* bf16 on the first GPU (builds with CUDA) */
+} gale_device;
+
 typedef struct gale_engine_params {
+    gale_device device; /* default CPU */
     int n_threads; /* 0: one per core */
     int n_ctx;     /* longest sequence; 0: min(max_position_embeddings, 4096) */
     bool prepare_weights; /* dequantise matmul weights to fp32 copies once (4 bytes a

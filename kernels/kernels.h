@@ -60,8 +60,11 @@ gale_status kernel_rope_store_kv_bf16(void *q, void *k, const void *v, const int
 /* out[i] = act(gate[i]) · up[i] for count values, act SiLU or tanh-GELU; out may be gate. */
 gale_status kernel_gated_activation_bf16(const void *gate, const void *up, uint64_t count, gale_activation act,
                                          void *out, void *stream);
-/* x[i] = cap · tanh(x[i] / cap) on fp32 logits; cap > 0. */
+/* x[i] = cap · tanh(x[i] / cap) on fp32 or bf16 logits; cap > 0. */
 gale_status kernel_softcap_f32(float *x, uint64_t count, float cap, void *stream);
+gale_status kernel_softcap_bf16(void *x, uint64_t count, float cap, void *stream);
+/* y[i] += a · x[i] in bf16 (a = 1: the residual add; else a weighted expert output) */
+gale_status kernel_axpy_bf16(void *y, const void *x, float a, uint64_t count, void *stream);
 
 /* ---- attention.cu ----------------------------------------------------------------- */
 

@@ -1,5 +1,5 @@
 /* The element-wise and row kernels of the CUDA backend (kernels/norm.cu, rope.cu,
- * activation.cu, embed.cu) against their CPU ops (src/backend/cpu/ops.c) on fresh random
+ * activation.cu, embed.cu, attention.cu) against their CPU ops (src/backend/cpu/ops.c) on fresh random
  * inputs, never zeros, in odd shapes (hidden 576 and 640, head_dim 64/128/256, 1 and 37
  * rows, vocabularies that are not a multiple of 64), with guard values after every
  * output buffer.
@@ -191,8 +191,11 @@ static void check_rope(int n, int n_heads, int n_kv_heads, int head_dim) {
     float *gq = download_bf16(d_q, q_count, "rope q"), *gk = download_bf16(d_k, k_count, "rope k");
     float *kc = download_bf16(d_kc, cache_count, "key cache"), *vc = download_bf16(d_vc, cache_count, "value cache");
     backend b = cpu();
-    b.ops->rope(&b, q, n, n_heads, head_dim, positions, inv_freq);
-    b.ops->rope(&b, k, n, n_kv_heads, head_dim, positions, inv_freq);
+    float *cpu_kc = calloc(cache_count, sizeof *cpu_kc), *cpu_vc = calloc(cache_count, sizeof *cpu_vc);
+    paged_kv cpu_kv = {.keys = cpu_kc, .values = cpu_vc, .block_size = block_size, .kv_dim = kv_dim,
+                       .block_tables = tables, .table_stride = stride};
+    b.ops->rope_store_kv(&b, q, k, v, n, n_heads, n_kv_heads, head_dim, positions, seq_of, inv_freq, &cpu_kv);
+    free(cpu_kc), free(cpu_vc); /* the GPU's cache is checked against its own k below */
     for (size_t i = 0; i < q_count; i++) q[i] = bf16_to_f32(f32_to_bf16(q[i]));
     for (size_t i = 0; i < k_count; i++) k[i] = bf16_to_f32(f32_to_bf16(k[i]));
     char what[96];

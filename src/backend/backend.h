@@ -66,11 +66,11 @@ typedef struct backend_ops {
     gale_status (*embed)(backend *b, const gale_tensor *table, const int32_t *ids, int n, float scale, void *y);
     /* y[n, dim] = x · rsqrt(mean(x²) + eps) · (offset + w) per row; w fp32 [dim]; y may be x */
     void (*rmsnorm)(backend *b, const void *x, int n, int dim, const float *w, float offset, float eps, void *y);
-    /* split-half rotary embedding in place: x [n, heads, head_dim], positions [n] (staged) */
-    void (*rope)(backend *b, void *x, int n, int heads, int head_dim, const int32_t *positions, const float *inv_freq);
-    /* writes k, v [n, kv_dim] of token i at positions[i] of sequence seq_of[i] */
-    void (*store_kv)(backend *b, const paged_kv *kv, const void *k, const void *v, int n, const int32_t *positions,
-                     const int32_t *seq_of);
+    /* split-half rotary embedding of q [n, n_heads, head_dim] and k [n, n_kv_heads,
+     * head_dim] in place (token i at positions[i], inv_freq [head_dim/2]), then k and v
+     * [n, kv_dim] of token i written at positions[i] of sequence seq_of[i] in the cache */
+    void (*rope_store_kv)(backend *b, void *q, void *k, const void *v, int n, int n_heads, int n_kv_heads, int head_dim,
+                          const int32_t *positions, const int32_t *seq_of, const float *inv_freq, const paged_kv *kv);
     /* out[n, heads, hd]: query i (q[n, heads, hd], at positions[i] of sequence seq_of[i])
      * over that sequence's cached positions up to its own (causal, windowed, softcapped);
      * every position it sees is stored already */

@@ -39,6 +39,7 @@ static void print_help(FILE *out) {
             "      --seed S                  prompt generator seed (default 0)\n"
             "  -t, --threads N               worker threads (default: one per core)\n"
             "      --ctx N                   context length (default: min(model's, 4096))\n"
+            "      --device cpu|cuda         where the model runs (default cpu)\n"
             "  -q, --quiet                   no loading bar\n"
             "  -h, --help                    this text\n");
 }
@@ -60,6 +61,7 @@ static int parse_options(int argc, char **argv, throughput_options *o) {
         {"kv-blocks", required_argument, NULL, 'K'},    {"seed", required_argument, NULL, 'r'},
         {"threads", required_argument, NULL, 't'},      {"ctx", required_argument, NULL, 'x'},
         {"quiet", no_argument, NULL, 'q'},              {"help", no_argument, NULL, 'h'},
+        {"device", required_argument, NULL, 'D'},
         {NULL, 0, NULL, 0},
     };
     memset(o, 0, sizeof *o);
@@ -81,6 +83,7 @@ static int parse_options(int argc, char **argv, throughput_options *o) {
         case 't': ok = parse_count(optarg, 0, &o->engine.n_threads); break;
         case 'x': ok = parse_count(optarg, 1, &o->engine.n_ctx); break;
         case 'q': o->quiet = true; break;
+        case 'D': ok = cli_parse_device(optarg, &o->engine.device); break;
         case 'h': print_help(stdout); return 1;
         default: ok = false; break;
         }

@@ -2,6 +2,10 @@
 #ifndef GALE_CLI_COMMANDS_H
 #define GALE_CLI_COMMANDS_H
 
+#include <stdbool.h>
+
+#include "gale.h"
+
 int cmd_info(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
@@ -14,5 +18,7 @@ int cli_fail(const char *what);
 /* The default model (SmolLM2-135M-Instruct in ${GALE_CACHE:-~/.cache/gale}/models, filled
  * by scripts/fetch_model), as a string to free. */
 char *cli_default_model_path(void);
+/* "cpu" or "cuda" → *out; false for anything else. */
+bool cli_parse_device(const char *name, gale_device *out);
 
 #endif

@@ -23,6 +23,7 @@ typedef struct generate_options {
     const char *stop_strings[MAX_STOP_STRINGS];
     int n_stop_strings;
     int max_new_tokens, threads, n_ctx;
+    gale_device device;
     bool chat, output_ids, quiet;
     gale_sampling_params sampling;
 } generate_options;
@@ -65,6 +66,7 @@ static void print_generate_help(FILE *out, const char *command) {
             "      --chat-template NAME  chatml, llama2, llama3, mistral, gemma, gemma2\n"
             "  -t, --threads N         worker threads (default: one per core)\n"
             "      --ctx N             context length (default: min(model's, 4096))\n"
+            "      --device cpu|cuda   where the model runs (default cpu)\n"
             "  -q, --quiet             no loading bar or statistics\n"
             "  -h, --help              this text\n",
             command, strcmp(command, "chat") == 0 ? "" : "-p PROMPT ",
@@ -106,6 +108,7 @@ static int parse_generate_options(int argc, char **argv, bool chat_command, gene
         {"chat", no_argument, NULL, 'C'},              {"output-ids", no_argument, NULL, 'O'},
         {"threads", required_argument, NULL, 't'},     {"ctx", required_argument, NULL, 'x'},
         {"quiet", no_argument, NULL, 'q'},             {"help", no_argument, NULL, 'h'},
+        {"device", required_argument, NULL, 'D'},
         {NULL, 0, NULL, 0},
     };
     memset(o, 0, sizeof *o);
@@ -137,6 +140,7 @@ static int parse_generate_options(int argc, char **argv, bool chat_command, gene
         case 't': ok = parse_int(optarg, &o->threads) && o->threads >= 0; break;
         case 'x': ok = parse_int(optarg, &o->n_ctx) && o->n_ctx > 0; break;
         case 'q': o->quiet = true; break;
+        case 'D': ok = cli_parse_device(optarg, &o->device); break;
         case 'h':
             print_generate_help(stdout, chat_command ? "chat" : "generate");
             *done = true;
@@ -179,6 +183,7 @@ static int runner_open(runner *r, const generate_options *o) {
     gale_engine_params ep = gale_engine_params_default();
     ep.n_threads = o->threads;
     ep.n_ctx = o->n_ctx;
+    ep.device = o->device;
     int rc = 0;
     if (gale_model_load(path, &lp, &r->model) != GALE_OK) rc = cli_fail("cannot load model");
     else if (gale_tokenizer_load(path, &r->tok) != GALE_OK) rc = cli_fail("cannot load the tokenizer");

@@ -23,6 +23,7 @@ static void print_logits_help(FILE *out) {
             "      --ids LIST     comma-separated token ids instead of a prompt\n"
             "      --npy FILE     output path (required)\n"
             "  -t, --threads N    worker threads (default: one per core)\n"
+            "      --device D     cpu or cuda (default cpu)\n"
             "  -h, --help         this text\n");
 }
 
@@ -51,7 +52,8 @@ static int parse_ids(const char *list, gale_tokens *out) {
     return 0;
 }
 
-static int run_logits(const char *model_path, const char *prompt, const char *ids_list, const char *npy, int threads) {
+static int run_logits(const char *model_path, const char *prompt, const char *ids_list, const char *npy, int threads,
+                      gale_device device) {
     gale_load_params lp = gale_load_params_default();
     lp.quiet = true;
     gale_model *model = NULL;
@@ -69,6 +71,7 @@ static int run_logits(const char *model_path, const char *prompt, const char *id
     }
     gale_engine_params ep = gale_engine_params_default();
     ep.n_threads = threads;
+    ep.device = device;
     const gale_config *c = gale_model_config(model);
     if (rc == 0 && gale_session_new(model, &ep, &session) != GALE_OK) rc = cli_fail("cannot start the model");
     if (rc == 0 && !(logits = malloc(ids.count * (size_t)c->vocab * sizeof *logits))) rc = cli_fail("out of memory");
@@ -88,10 +91,11 @@ int cmd_logits(int argc, char **argv) {
         {"model", required_argument, NULL, 'm'}, {"prompt", required_argument, NULL, 'p'},
         {"ids", required_argument, NULL, 'i'},   {"npy", required_argument, NULL, 'o'},
         {"threads", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"device", required_argument, NULL, 'D'},  {NULL, 0, NULL, 0},
     };
     const char *model = NULL, *prompt = NULL, *ids = NULL, *npy = NULL;
     int threads = 0, c;
+    gale_device device = GALE_DEVICE_CPU;
     optind = 1;
     while ((c = getopt_long(argc, argv, "m:p:t:h", long_options, NULL)) != -1) {
         switch (c) {
@@ -100,6 +104,12 @@ int cmd_logits(int argc, char **argv) {
         case 'i': ids = optarg; break;
         case 'o': npy = optarg; break;
         case 't': threads = atoi(optarg); break;
+        case 'D':
+            if (!cli_parse_device(optarg, &device)) {
+                fprintf(stderr, "gale logits: --device is cpu or cuda\n");
+                return 2;
+            }
+            break;
         case 'h': print_logits_help(stdout); return 0;
         default: print_logits_help(stderr); return 2;
         }
@@ -113,5 +123,5 @@ int cmd_logits(int argc, char **argv) {
         fprintf(stderr, "gale logits: the prompt is empty\n");
         return 2;
     }
-    return run_logits(model, prompt, ids, npy, threads);
+    return run_logits(model, prompt, ids, npy, threads, device);
 }

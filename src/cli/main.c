@@ -43,6 +43,13 @@ char *cli_default_model_path(void) {
     return strdup(buf);
 }
 
+bool cli_parse_device(const char *name, gale_device *out) {
+    if (strcmp(name, "cpu") == 0) *out = GALE_DEVICE_CPU;
+    else if (strcmp(name, "cuda") == 0) *out = GALE_DEVICE_CUDA;
+    else return false;
+    return true;
+}
+
 int cli_fail(const char *what) {
     const char *detail = gale_last_error();
     fprintf(stderr, "gale: %s%s%s\n", what, detail[0] ? ": " : "", detail);

@@ -9,6 +9,9 @@
 #include <unistd.h>
 
 #include "backend/backend.h"
+#ifdef GALE_HAVE_CUDA
+#include "backend/cuda/cuda_backend.h"
+#endif
 #include "core/status.h"
 #include "engine/runner.h"
 #include "model/config.h"
@@ -233,6 +236,13 @@ gale_status runner_create(const gale_model *model, const gale_engine_params *par
     s->w = model_get_weights(model);
     s->b.ops = &cpu_backend_ops;
     gale_status status = thread_pool_create(params->n_threads, &s->b.pool);
+    if (status == GALE_OK && params->device == GALE_DEVICE_CUDA) {
+#ifdef GALE_HAVE_CUDA
+        status = cuda_backend_open(&s->b);
+#else
+        status = gale_error(GALE_ERR_UNSUPPORTED, "engine: this build of gale has no CUDA (GALE_CUDA=OFF)");
+#endif
+    }
     if (status == GALE_OK) status = upload_params(s);
     if (status == GALE_OK && s->b.ops != &cpu_backend_ops) status = map_weights(s, upload);
     else if (status == GALE_OK && params->prepare_weights && prepared_weights_fit(s)) status = map_weights(s, fp32_copy);
@@ -260,6 +270,9 @@ void runner_free(model_runner *s) {
     free(s->slots);
     if (s->w == &s->mapped) free(s->mapped.layers);
     thread_pool_destroy(b->pool);
+#ifdef GALE_HAVE_CUDA
+    if (b->ops == &cuda_backend_ops) cuda_backend_close(b);
+#endif
     free(s->norms);
     free(s->tables);
     free(s);
@@ -344,8 +357,6 @@ static gale_status attention_block(model_runner *s, int l, int n, const batch_kv
         ops->rmsnorm(&s->b, s->k, n * c->n_kv_heads, hd, norms->k, c->norm_weight_offset, c->rms_norm_eps, s->k);
     }
     const float *inv_freq = s->inv_freq + (size_t)l * half;
-    ops->rope(&s->b, s->q, n, c->n_heads, hd, kv->positions, inv_freq);
-    ops->rope(&s->b, s->k, n, c->n_kv_heads, hd, kv->positions, inv_freq);
     int group = kv->cache->layer_group[l];
     paged_kv layer_kv = {.keys = kv->cache->keys[l],
                          .values = kv->cache->values[l],
@@ -353,7 +364,8 @@ static gale_status attention_block(model_runner *s, int l, int n, const batch_kv
                          .kv_dim = kv->cache->kv_dim,
                          .block_tables = kv->tables + (size_t)group * kv->n_seqs * kv->stride,
                          .table_stride = kv->stride};
-    ops->store_kv(&s->b, &layer_kv, s->k, s->v, n, kv->positions, kv->seq_of);
+    ops->rope_store_kv(&s->b, s->q, s->k, s->v, n, c->n_heads, c->n_kv_heads, hd, kv->positions, kv->seq_of, inv_freq,
+                       &layer_kv);
     attention_params p = {.n_heads = c->n_heads, .n_kv_heads = c->n_kv_heads, .head_dim = hd, .scale = c->attn_scale,
                           .softcap = c->attn_softcap, .window = c->layers[l].window};
     GALE_TRY(ops->attention(&s->b, s->q, &layer_kv, n, kv->positions, kv->seq_of, &p, s->attn));

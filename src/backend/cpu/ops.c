@@ -362,6 +362,13 @@ static void cpu_store_kv(backend *b, const paged_kv *kv, const void *keys, const
     }
 }
 
+static void cpu_rope_store_kv(backend *b, void *q, void *k, const void *v, int n, int n_heads, int n_kv_heads, int head_dim,
+                              const int32_t *positions, const int32_t *seq_of, const float *inv_freq, const paged_kv *kv) {
+    cpu_rope(b, q, n, n_heads, head_dim, positions, inv_freq);
+    cpu_rope(b, k, n, n_kv_heads, head_dim, positions, inv_freq);
+    cpu_store_kv(b, kv, k, v, n, positions, seq_of);
+}
+
 /* ---- attention: one (query, head) per work item, two passes over the visible keys ---- */
 
 typedef struct attention_job {
@@ -522,8 +529,7 @@ const backend_ops cpu_backend_ops = {
     .matmul = cpu_matmul,
     .embed = cpu_embed,
     .rmsnorm = cpu_rmsnorm,
-    .rope = cpu_rope,
-    .store_kv = cpu_store_kv,
+    .rope_store_kv = cpu_rope_store_kv,
     .attention = cpu_attention,
     .gated_activation = cpu_gated_activation,
     .softcap = cpu_softcap,
