@@ -137,6 +137,9 @@ typedef struct gale_load_params {
     bool quiet;         /* no progress bar (it is also off when stderr is not a tty) */
     bool metadata_only; /* bind and check tensors, but do not read their data (gale info):
                            the model then serves its config and stats only */
+    bool dummy_weights; /* benchmarks: only the config is read (a directory's config.json
+                           or a GGUF's metadata); every weight is made up, seeded bf16 */
+    uint64_t dummy_seed;
 } gale_load_params;
 
 gale_load_params gale_load_params_default(void);

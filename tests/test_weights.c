@@ -3,11 +3,13 @@
  * reported by tensor name. */
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "file_builder.h"
+#include "core/mapped_file.h"
 #include "model/model.h"
 #include "model/quant.h"
 #include "test_support.h"
@@ -129,4 +131,83 @@ Test(weights, null_arguments_are_rejected) {
     gale_model *model = NULL;
     assert_error(gale_model_load(NULL, NULL, &model), GALE_ERR_INVALID_ARG, "path");
     gale_model_free(NULL); /* a no-op, like free() */
+}
+
+/* ---- dummy weights: the config alone, every implied tensor made up ---- */
+
+static gale_model *load_dummy(const char *dir, uint64_t seed) {
+    gale_load_params p = gale_load_params_default();
+    p.quiet = true;
+    p.dummy_weights = true;
+    p.dummy_seed = seed;
+    gale_model *m = NULL;
+    cr_assert_eq(gale_model_load(dir, &p, &m), GALE_OK, "%s", gale_last_error());
+    return m;
+}
+
+static float *last_logits(const gale_model *m) {
+    gale_engine_params ep = gale_engine_params_default();
+    ep.n_threads = 1;
+    gale_session *s = NULL;
+    cr_assert_eq(gale_session_new(m, &ep, &s), GALE_OK, "%s", gale_last_error());
+    const int32_t ids[] = {1, 5, 9, 2, 7, 3, 11, 4};
+    float *logits = malloc((size_t)gale_model_config(m)->vocab * sizeof *logits);
+    cr_assert_eq(gale_session_forward(s, ids, 8, false, logits), GALE_OK, "%s", gale_last_error());
+    gale_session_free(s);
+    return logits;
+}
+
+static const char *const dummy_families[] = {"llama", "mixtral", "gemma", "gemma2", "gemma3_text"};
+
+ParameterizedTestParameters(weights, dummy_weights_from_a_config_alone) { return index_params(5); }
+ParameterizedTest(size_t *index, weights, dummy_weights_from_a_config_alone) {
+    char rel[128], src[600];
+    snprintf(rel, sizeof rel, "tiny/%s", dummy_families[*index]);
+    char *dir = make_temp_dir();
+    snprintf(src, sizeof src, "%s/config.json", fixture(rel));
+    char *config = NULL;
+    size_t len = 0;
+    cr_assert_eq(read_text_file(src, &config, &len), GALE_OK, "%s", gale_last_error());
+    write_text_file(dir, "config.json", config);
+    free(config);
+    gale_load_params p = gale_load_params_default();
+    p.quiet = true;
+    gale_model *real = NULL;
+    cr_assert_eq(gale_model_load(fixture(rel), &p, &real), GALE_OK, "%s", gale_last_error());
+    gale_model *a = load_dummy(dir, 1), *a2 = load_dummy(dir, 1), *b = load_dummy(dir, 2);
+    /* every tensor the real checkpoint binds, with its shape: the same parameter count */
+    cr_assert_eq(gale_model_get_stats(a).n_params, gale_model_get_stats(real).n_params, "%s: %llu made-up parameters, %llu real",
+                 dummy_families[*index], (unsigned long long)gale_model_get_stats(a).n_params,
+                 (unsigned long long)gale_model_get_stats(real).n_params);
+    cr_assert_str_eq(gale_model_get_stats(a).format, "dummy");
+    float *la = last_logits(a), *la2 = last_logits(a2), *lb = last_logits(b);
+    const int vocab = gale_model_config(a)->vocab;
+    bool differs = false;
+    for (int v = 0; v < vocab; v++) {
+        cr_assert(isfinite(la[v]), "%s: logit %d is %g", dummy_families[*index], v, la[v]);
+        cr_assert(fabsf(la[v]) < 100, "%s: logit %d is %g: activations blew up", dummy_families[*index], v, la[v]);
+        cr_assert_eq(la[v], la2[v], "same seed, same weights");
+        differs |= la[v] != lb[v];
+    }
+    cr_assert(differs, "another seed gives other weights");
+    free(la), free(la2), free(lb);
+    gale_model_free(a), gale_model_free(a2), gale_model_free(b), gale_model_free(real);
+    remove_tree(dir);
+    free(dir);
+}
+
+Test(weights, dummy_weights_need_a_config) {
+    gale_load_params p = gale_load_params_default();
+    p.quiet = true;
+    p.dummy_weights = true;
+    gale_model *m = NULL;
+    char *dir = make_temp_dir();
+    assert_error(gale_model_load(dir, &p, &m), GALE_ERR_IO, "config.json");
+    cr_assert_null(m);
+    write_text_file(dir, "weights.bin", "x");
+    char file[600];
+    snprintf(file, sizeof file, "%s/weights.bin", dir);
+    assert_error(gale_model_load(file, &p, &m), GALE_ERR_IO, "dummy weights need a directory with config.json or a GGUF");
+    remove_tree(dir);
+    free(dir);
 }

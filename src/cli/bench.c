@@ -18,7 +18,7 @@ typedef struct throughput_options {
     const char *model_path;
     int num_prompts, input_len, output_len, threads, n_ctx, seed;
     gale_engine_params engine;
-    bool quiet;
+    bool quiet, dummy_weights;
 } throughput_options;
 
 static void print_help(FILE *out) {
@@ -40,6 +40,8 @@ static void print_help(FILE *out) {
             "  -t, --threads N               worker threads (default: one per core)\n"
             "      --ctx N                   context length (default: min(model's, 4096))\n"
             "      --device cpu|cuda         where the model runs (default cpu)\n"
+            "      --dummy-weights           MODEL is only a config (directory with config.json,\n"
+            "                                or a GGUF's metadata): weights are seeded random bf16\n"
             "  -q, --quiet                   no loading bar\n"
             "  -h, --help                    this text\n");
 }
@@ -61,7 +63,7 @@ static int parse_options(int argc, char **argv, throughput_options *o) {
         {"kv-blocks", required_argument, NULL, 'K'},    {"seed", required_argument, NULL, 'r'},
         {"threads", required_argument, NULL, 't'},      {"ctx", required_argument, NULL, 'x'},
         {"quiet", no_argument, NULL, 'q'},              {"help", no_argument, NULL, 'h'},
-        {"device", required_argument, NULL, 'D'},
+        {"device", required_argument, NULL, 'D'},       {"dummy-weights", no_argument, NULL, 'W'},
         {NULL, 0, NULL, 0},
     };
     memset(o, 0, sizeof *o);
@@ -84,6 +86,7 @@ static int parse_options(int argc, char **argv, throughput_options *o) {
         case 'x': ok = parse_count(optarg, 1, &o->engine.n_ctx); break;
         case 'q': o->quiet = true; break;
         case 'D': ok = cli_parse_device(optarg, &o->engine.device); break;
+        case 'W': o->dummy_weights = true; break;
         case 'h': print_help(stdout); return 1;
         default: ok = false; break;
         }
@@ -171,6 +174,7 @@ static int bench_throughput(int argc, char **argv) {
     const char *path = o.model_path ? o.model_path : fallback;
     gale_load_params lp = gale_load_params_default();
     lp.quiet = o.quiet;
+    lp.dummy_weights = o.dummy_weights;
     gale_model *model = NULL;
     gale_engine *e = NULL;
     int rc = 0;

@@ -84,7 +84,17 @@ static void prefault_weights(gale_model *m, bool quiet) {
     progress_end(&bar);
 }
 
+/* Config only, weights made up (gale_load_params.dummy_weights). */
+static gale_status load_dummy(gale_model *m, const gale_load_params *params) {
+    if (path_is_directory(m->path)) GALE_TRY(config_load_hf_dir(m->path, &m->config));
+    else if (looks_like_gguf(m->path)) GALE_TRY(open_gguf(m, true));
+    else return gale_error(GALE_ERR_IO, "%s: dummy weights need a directory with config.json or a GGUF file", m->path);
+    gale_status status = weights_bind_dummy(&m->config, params->dummy_seed, &m->table, &m->weights);
+    return status == GALE_OK ? GALE_OK : gale_error_prefix(status, "%s: ", m->path);
+}
+
 static gale_status load(gale_model *m, const gale_load_params *params) {
+    if (params->dummy_weights) return load_dummy(m, params);
     if (path_is_directory(m->path))
         GALE_TRY(open_hf_dir(m));
     else if (looks_like_gguf(m->path))
@@ -143,6 +153,14 @@ gale_model_stats gale_model_get_stats(const gale_model *m) {
         stats.params_by_dtype[e->tensor.dtype] += numel;
         stats.bytes_by_dtype[e->tensor.dtype] += e->tensor.nbytes;
     }
+    for (size_t i = 0; i < m->weights.n_synthetic; i++) { /* dummy weights */
+        const gale_tensor *t = m->weights.synthetic[i];
+        stats.n_tensors++;
+        stats.n_params += tensor_numel(t);
+        stats.params_by_dtype[t->dtype] += tensor_numel(t);
+        stats.bytes_by_dtype[t->dtype] += t->nbytes;
+    }
+    if (m->weights.n_synthetic) stats.format = "dummy";
     return stats;
 }
 

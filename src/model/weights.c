@@ -1,10 +1,12 @@
 #include "model/weights.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/dtype.h"
 #include "core/log.h"
 #include "core/status.h"
 
@@ -16,7 +18,46 @@ static const char *const lm_head_names[] = {"lm_head.weight", "language_model.lm
 typedef struct binder {
     tensor_table *table;
     const char *prefix; /* of the decoder's tensors: "model." */
+    model_weights *dummy_into; /* non-NULL: make up every required tensor (weights_bind_dummy) */
+    uint64_t rng;
+    float norm_value;
 } binder;
+
+/* A bf16 tensor of the given shape filled as weights_bind_dummy describes, kept in
+ * w->synthetic. */
+static gale_status synthesize(binder *b, int n_dims, const int64_t *shape, const gale_tensor **out, const char *name) {
+    model_weights *w = b->dummy_into;
+    uint64_t count = 1;
+    for (int d = 0; d < n_dims; d++) count *= (uint64_t)shape[d];
+    if (w->n_synthetic == w->cap_synthetic) {
+        size_t cap = w->cap_synthetic ? 2 * w->cap_synthetic : 64;
+        gale_tensor **grown = realloc(w->synthetic, cap * sizeof *grown);
+        if (!grown) return gale_error(GALE_ERR_OOM, "dummy weights: out of memory");
+        w->synthetic = grown;
+        w->cap_synthetic = cap;
+    }
+    gale_tensor *t = malloc(sizeof *t + count * sizeof(uint16_t));
+    if (!t) return gale_error(GALE_ERR_OOM, "dummy weights: no memory for '%s' (%llu values)", name, (unsigned long long)count);
+    uint16_t *data = (uint16_t *)(t + 1);
+    *t = (gale_tensor){.dtype = GALE_BF16, .n_dims = n_dims, .data = data, .nbytes = count * sizeof(uint16_t)};
+    for (int d = 0; d < n_dims; d++) t->shape[d] = shape[d];
+    if (n_dims == 1) {
+        uint16_t one = f32_to_bf16(b->norm_value);
+        for (uint64_t i = 0; i < count; i++) data[i] = one;
+    } else {
+        /* uniform in [-a, a] has variance a²/3: a = sqrt(3 / fan_in) for matrices; the
+         * embedding table's rows are inputs, not a product: a fixed 0.2 */
+        const float a = strstr(name, "embed_tokens") ? 0.2f : sqrtf(3.0f / (float)shape[n_dims - 1]);
+        for (uint64_t i = 0; i < count; i++) {
+            b->rng ^= b->rng << 13, b->rng ^= b->rng >> 7, b->rng ^= b->rng << 17;
+            float u = (float)(b->rng >> 40) * 0x1p-24f; /* [0, 1) */
+            data[i] = f32_to_bf16((2 * u - 1) * a);
+        }
+    }
+    w->synthetic[w->n_synthetic++] = t;
+    *out = t;
+    return GALE_OK;
+}
 
 /* Looks the tensor up, checks dtype and shape, and marks it bound. A missing optional
  * tensor leaves *out NULL. */
@@ -32,6 +73,7 @@ static gale_status bind_tensor(binder *b, bool required, int n_dims, const int64
     va_end(args);
     snprintf(name, sizeof name, "%s%s", b->prefix, suffix);
     *out = NULL;
+    if (b->dummy_into) return required ? synthesize(b, n_dims, shape, out, name) : GALE_OK;
     tensor_entry *entry = tensor_table_find(b->table, name);
     if (!entry) {
         if (!required) return GALE_OK;
@@ -149,9 +191,12 @@ static gale_status bind_head(binder *b, const gale_config *c, model_weights *w) 
     const int64_t V = c->vocab, H = c->hidden;
     GALE_TRY(bind_tensor(b, true, SHAPE(V, H), &w->embed, "embed_tokens.weight"));
     GALE_TRY(bind_tensor(b, true, SHAPE(H), &w->final_norm, "norm.weight"));
-    binder top = {b->table, ""};
+    binder top = *b;
+    top.prefix = "";
     for (size_t i = 0; i < sizeof lm_head_names / sizeof lm_head_names[0] && !w->lm_head; i++)
-        GALE_TRY(bind_tensor(&top, false, SHAPE(V, H), &w->lm_head, "%s", lm_head_names[i]));
+        GALE_TRY(bind_tensor(&top, b->dummy_into && !c->tied_embeddings && i == 0, SHAPE(V, H), &w->lm_head, "%s",
+                             lm_head_names[i]));
+    b->rng = top.rng;
     if (c->tied_embeddings) {
         /* a tied checkpoint may still carry a copy; transformers ignores it, so does gale */
         w->lm_head = w->embed;
@@ -179,8 +224,7 @@ static void warn_unused(const tensor_table *table) {
     if (unused > 5) log_warn("%zu tensors in all are not used by the model", unused);
 }
 
-gale_status weights_bind(const gale_config *c, tensor_table *table, model_weights *w) {
-    memset(w, 0, sizeof *w);
+static gale_status bind_all(const gale_config *c, binder *b, model_weights *w) {
     w->layers = calloc((size_t)c->n_layers, sizeof *w->layers);
     size_t n_views = (size_t)c->n_layers * (size_t)c->n_experts * 3;
     w->expert_views = n_views ? calloc(n_views, sizeof *w->expert_views) : NULL;
@@ -188,8 +232,7 @@ gale_status weights_bind(const gale_config *c, tensor_table *table, model_weight
         weights_free(w);
         return gale_error(GALE_ERR_OOM, "binding weights: out of memory");
     }
-    binder b = {table, find_model_prefix(table)};
-    gale_status status = bind_head(&b, c, w);
+    gale_status status = bind_head(b, c, w);
     for (int i = 0; i < c->n_layers && status == GALE_OK; i++) {
         layer_weights *l = &w->layers[i];
         if (c->n_experts > 0) {
@@ -198,19 +241,35 @@ gale_status weights_bind(const gale_config *c, tensor_table *table, model_weight
             l->expert_up = views + c->n_experts;
             l->expert_down = views + 2 * c->n_experts;
         }
-        status = bind_attention(&b, c, i, l);
-        if (status == GALE_OK) status = bind_mlp(&b, c, i, l);
+        status = bind_attention(b, c, i, l);
+        if (status == GALE_OK) status = bind_mlp(b, c, i, l);
     }
-    if (status != GALE_OK) {
-        weights_free(w);
-        return status;
-    }
+    if (status != GALE_OK) weights_free(w);
+    return status;
+}
+
+gale_status weights_bind(const gale_config *c, tensor_table *table, model_weights *w) {
+    memset(w, 0, sizeof *w);
+    binder b = {.table = table, .prefix = find_model_prefix(table)};
+    GALE_TRY(bind_all(c, &b, w));
     warn_unused(table);
     return GALE_OK;
+}
+
+gale_status weights_bind_dummy(const gale_config *c, uint64_t seed, tensor_table *table, model_weights *w) {
+    memset(w, 0, sizeof *w);
+    binder b = {.table = table,
+                .prefix = model_prefixes[0],
+                .dummy_into = w,
+                .rng = seed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull,
+                .norm_value = 1.0f - c->norm_weight_offset};
+    return bind_all(c, &b, w);
 }
 
 void weights_free(model_weights *w) {
     free(w->layers);
     free(w->expert_views);
+    for (size_t i = 0; i < w->n_synthetic; i++) free(w->synthetic[i]);
+    free(w->synthetic);
     memset(w, 0, sizeof *w);
 }
