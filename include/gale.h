@@ -185,9 +185,10 @@ typedef struct gale_engine_params {
     int max_num_seqs;           /* sequences running at once (default 256) */
     int max_num_batched_tokens; /* tokens one step computes (default 2048) */
     int kv_blocks;              /* KV memory in blocks of block_size tokens of every layer;
-                                   0: kv_memory_fraction of the memory, at most what
-                                   max_num_seqs full contexts need */
-    float kv_memory_fraction;   /* (0, 1] (default 0.3) */
+                                   0: kv_memory_fraction of the backend's memory, at most
+                                   what max_num_seqs full contexts need */
+    float kv_memory_fraction;   /* (0, 1] (default 0.3) of the host's memory on the CPU, of
+                                   the GPU's free memory (weights loaded) on CUDA */
     int block_size;             /* tokens per KV block (default 16) */
 } gale_engine_params;
 

@@ -46,6 +46,8 @@ typedef struct backend_ops {
     size_t act_size; /* bytes per activation value */
 
     /* ---- memory ---- */
+    /* bytes the KV cache may take a fraction of: the host's memory, or the GPU's free memory */
+    size_t (*memory_size)(backend *b);
     gale_status (*alloc)(backend *b, size_t bytes, void **out);
     void (*release)(backend *b, void *p);
     /* host bytes → backend memory (fp32 parameters) */

@@ -2,7 +2,6 @@
  * and streamed text per request, one batch per step. */
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "backend/backend.h"
 #include "core/status.h"
@@ -70,14 +69,15 @@ static void add_eos(gale_engine *e, int32_t id) {
     if (e->n_eos_ids < MAX_STOP_IDS) e->eos_ids[e->n_eos_ids++] = id;
 }
 
-/* KV memory: kv_blocks blocks, or a fraction of the machine's memory, never more than
- * max_num_seqs full contexts need. */
-static size_t kv_budget(const gale_config *c, const gale_engine_params *p, int block_size, int n_ctx, size_t act_size) {
-    size_t block = kv_cache_block_bytes(c, block_size, act_size);
+/* KV memory: kv_blocks blocks, or a fraction of the backend's memory (the host's, or the
+ * GPU's free memory once the weights are there, as vLLM's gpu_memory_utilization), never
+ * more than max_num_seqs full contexts need. */
+static size_t kv_budget(const gale_config *c, const gale_engine_params *p, int block_size, int n_ctx, backend *b) {
+    size_t block = kv_cache_block_bytes(c, block_size, b->ops->act_size);
     if (p->kv_blocks > 0) return (size_t)p->kv_blocks * block;
     size_t most = block * (size_t)((n_ctx + block_size - 1) / block_size) * (size_t)p->max_num_seqs;
-    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-    size_t share = pages > 0 && page > 0 ? (size_t)((double)pages * (double)page * p->kv_memory_fraction) : most;
+    size_t memory = b->ops->memory_size(b);
+    size_t share = memory ? (size_t)((double)memory * p->kv_memory_fraction) : most;
     return share < most ? share : most;
 }
 
@@ -118,7 +118,7 @@ gale_status gale_engine_new(const gale_model *model, const gale_tokenizer *token
     if (status == GALE_OK) {
         backend *b = runner_backend(e->runner);
         kv_cache_params kp = {.block_size = block_size,
-                              .budget_bytes = kv_budget(e->c, params, block_size, e->n_ctx, b->ops->act_size),
+                              .budget_bytes = kv_budget(e->c, params, block_size, e->n_ctx, b),
                               .max_seqs = params->max_num_seqs,
                               .max_chunk = chunk,
                               .max_len = e->n_ctx,

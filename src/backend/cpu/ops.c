@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "backend/backend.h"
 #include "core/dtype.h"
@@ -475,6 +476,12 @@ static gale_status cpu_gather_rows(backend *b, void *dst, const void *src, const
 
 /* ---- memory: plain host memory; weights are read as loaded ---- */
 
+static size_t cpu_memory_size(backend *b) {
+    (void)b;
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    return pages > 0 && page > 0 ? (size_t)pages * (size_t)page : 0;
+}
+
 static gale_status cpu_alloc(backend *b, size_t bytes, void **out) {
     (void)b;
     *out = malloc(bytes ? bytes : 1);
@@ -515,6 +522,7 @@ static gale_status cpu_to_host(backend *b, const void *src, size_t count, float 
 const backend_ops cpu_backend_ops = {
     .name = "cpu",
     .act_size = sizeof(float),
+    .memory_size = cpu_memory_size,
     .alloc = cpu_alloc,
     .release = cpu_release,
     .upload = cpu_upload,

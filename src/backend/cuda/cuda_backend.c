@@ -45,6 +45,12 @@ static gale_status cuda_fail(cudaError_t err, const char *what) {
 
 /* ---- memory ---- */
 
+static size_t cuda_memory_size(backend *b) {
+    (void)b;
+    size_t free_bytes = 0, total = 0;
+    return cudaMemGetInfo(&free_bytes, &total) == cudaSuccess ? free_bytes : 0;
+}
+
 static gale_status cuda_alloc(backend *b, size_t bytes, void **out) {
     (void)b;
     *out = NULL;
@@ -205,6 +211,7 @@ static gale_status cuda_gather_rows(backend *b, void *dst, const void *src, cons
 const backend_ops cuda_backend_ops = {
     .name = "cuda",
     .act_size = 2,
+    .memory_size = cuda_memory_size,
     .alloc = cuda_alloc,
     .release = cuda_release,
     .upload = cuda_upload,
