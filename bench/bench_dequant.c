@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "backend/device.h"
+#include "bandwidth.h"
 #include "bench_util.h"
 #include "core/dtype.h"
 #include "model/quant.h"
@@ -49,23 +50,8 @@ static uint8_t *random_blocks(gale_dtype dtype, uint64_t n_blocks) {
     return b;
 }
 
-static double cpu_copy_bandwidth(size_t bytes) {
-    uint8_t *src = malloc(bytes), *dst = malloc(bytes);
-    memset(src, 1, bytes);
-    memset(dst, 0, bytes);
-    double t[REPEATS];
-    for (int r = 0; r < REPEATS; r++) {
-        double start = bench_now();
-        memcpy(dst, src, bytes);
-        t[r] = bench_now() - start;
-    }
-    free(src);
-    free(dst);
-    return 2.0 * (double)bytes / bench_median(t, REPEATS);
-}
-
 static void bench_cpu(uint64_t n) {
-    double bandwidth = cpu_copy_bandwidth(n * 4);
+    double bandwidth = bench_cpu_copy_bandwidth(n * 4);
     printf("CPU, one thread: copy bandwidth B = %.2f GB/s (memcpy of %.0f MiB, read + write)\n", bandwidth / 1e9,
            (double)n * 4 / (1 << 20));
     printf("%-6s %12s %10s %12s %8s\n", "dtype", "bytes/value", "ms", "GB/s", "of B");
@@ -99,8 +85,9 @@ static double gpu_time(cudaEvent_t start, cudaEvent_t stop) {
 static void bench_gpu(void) {
     const uint64_t n = UINT64_C(1) << 28; /* 256 Mi values: 512 MiB of bf16 out */
     const size_t copy_bytes = (size_t)2 << 30;
+    double bandwidth = bench_gpu_copy_bandwidth(copy_bytes);
     void *a, *b;
-    if (cudaMalloc(&a, copy_bytes) != cudaSuccess || cudaMalloc(&b, copy_bytes) != cudaSuccess) {
+    if (bandwidth <= 0 || cudaMalloc(&a, copy_bytes) != cudaSuccess || cudaMalloc(&b, copy_bytes) != cudaSuccess) {
         printf("GPU: cannot allocate the bandwidth buffers\n");
         return;
     }
@@ -108,13 +95,6 @@ static void bench_gpu(void) {
     cudaEventCreate(&start);
     cudaEventCreate(&stop);
     double t[REPEATS];
-    for (int r = 0; r < REPEATS; r++) {
-        cudaEventRecord(start, 0);
-        cudaMemcpy(b, a, copy_bytes, cudaMemcpyDeviceToDevice);
-        cudaEventRecord(stop, 0);
-        t[r] = gpu_time(start, stop);
-    }
-    double bandwidth = 2.0 * (double)copy_bytes / bench_median(t, REPEATS);
     struct cudaDeviceProp prop;
     cudaGetDeviceProperties(&prop, 0);
     printf("\nGPU %s: copy bandwidth B = %.0f GB/s (2 GiB device-to-device, read + write)\n", prop.name,

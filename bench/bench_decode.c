@@ -1,0 +1,157 @@
+/* bench_decode — decode steps of B sequences at once, against the memory roofline.
+ *
+ *   bench_decode MODEL [--dummy-weights] [--device cpu|cuda] [--batch 1,8,32]
+ *                [--prompt P] [--steps S] [--threads N]
+ *
+ * For each batch size B: B requests of P random prompt tokens go through gale_engine;
+ * once every prompt is prefilled, S steps are timed, each one decode token of all B
+ * sequences. A decode step must read every weight once (the embedding table only when
+ * it is also the head) and each sequence's cached keys and values (sliding layers: the
+ * window), so its roofline time is those bytes over the measured copy bandwidth (the
+ * CPU's memcpy on one thread, or the GPU's device-to-device copy). Printed: tokens/s, ms
+ * per step, bytes per step and the share of the roofline reached. The weights' bytes are
+ * as the backend reads them: as stored on the CPU, bf16 on CUDA. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bandwidth.h"
+#include "bench_util.h"
+#include "gale.h"
+
+typedef struct options {
+    const char *model;
+    bool dummy;
+    gale_device device;
+    int batches[8], n_batches, prompt, steps, threads;
+} options;
+
+static int usage(void) {
+    fprintf(stderr, "usage: bench_decode MODEL [--dummy-weights] [--device cpu|cuda] [--batch 1,8,32] [--prompt P] "
+                    "[--steps S] [--threads N]\n");
+    return 2;
+}
+
+static bool parse(int argc, char **argv, options *o) {
+    *o = (options){.batches = {1, 8, 32}, .n_batches = 3, .prompt = 512, .steps = 32};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--dummy-weights") == 0) o->dummy = true;
+        else if (strcmp(a, "--device") == 0 && v && (strcmp(v, "cpu") == 0 || strcmp(v, "cuda") == 0))
+            o->device = strcmp(v, "cuda") == 0 ? GALE_DEVICE_CUDA : GALE_DEVICE_CPU, i++;
+        else if (strcmp(a, "--batch") == 0 && v) {
+            o->n_batches = 0;
+            for (char *end, *p = argv[++i]; *p && o->n_batches < 8; p = *end ? end + 1 : end) {
+                long b = strtol(p, &end, 10);
+                if (b <= 0 || (*end && *end != ',')) return false;
+                o->batches[o->n_batches++] = (int)b;
+            }
+        } else if (strcmp(a, "--prompt") == 0 && v) o->prompt = atoi(argv[++i]);
+        else if (strcmp(a, "--steps") == 0 && v) o->steps = atoi(argv[++i]);
+        else if (strcmp(a, "--threads") == 0 && v) o->threads = atoi(argv[++i]);
+        else if (a[0] != '-' && !o->model) o->model = a;
+        else return false;
+    }
+    return o->model && o->n_batches > 0 && o->prompt > 0 && o->steps > 0 && o->threads >= 0;
+}
+
+/* Bytes one decode step reads: the weights, and each sequence's visible cache. */
+static double step_bytes(const gale_model *m, gale_device device, int batch, int length) {
+    const gale_config *c = gale_model_config(m);
+    gale_model_stats st = gale_model_get_stats(m);
+    double weights = 0;
+    if (device == GALE_DEVICE_CUDA) {
+        weights = 2.0 * (double)st.n_params;
+    } else {
+        for (int d = 0; d < GALE_DTYPE_COUNT; d++) weights += (double)st.bytes_by_dtype[d];
+    }
+    if (!c->tied_embeddings) weights -= weights / (double)st.n_params * (double)c->vocab * c->hidden; /* rows only */
+    const double act = device == GALE_DEVICE_CUDA ? 2 : 4, kv_dim = (double)c->n_kv_heads * c->head_dim;
+    double kv = 0;
+    for (int l = 0; l < c->n_layers; l++) {
+        int w = c->layers[l].window, seen = w > 0 && w < length ? w : length;
+        kv += (double)seen * kv_dim * 2 * act;
+    }
+    return weights + kv * batch;
+}
+
+static int run_batch(const gale_model *m, const options *o, int batch, double bandwidth) {
+    const gale_config *c = gale_model_config(m);
+    gale_engine_params p = gale_engine_params_default();
+    p.device = o->device;
+    p.n_threads = o->threads;
+    p.max_num_seqs = batch;
+    p.max_num_batched_tokens = 4096;
+    p.n_ctx = o->prompt + o->steps + 8;
+    p.kv_blocks = batch * ((p.n_ctx + 15) / 16);
+    gale_engine *e;
+    if (gale_engine_new(m, NULL, &p, &e) != GALE_OK) {
+        fprintf(stderr, "bench_decode: %s\n", gale_last_error());
+        return 1;
+    }
+    int32_t *ids = malloc((size_t)o->prompt * sizeof *ids);
+    uint64_t state = 12345;
+    for (int i = 0; i < o->prompt; i++) {
+        state = state * 6364136223846793005ull + 1442695040888963407ull;
+        ids[i] = (int32_t)((state >> 33) % (uint64_t)c->vocab);
+    }
+    int rc = 0, started = 0;
+    for (int r = 0; r < batch && rc == 0; r++) {
+        gale_request q = gale_request_default();
+        q.ids = ids;
+        q.n_ids = (size_t)o->prompt;
+        q.max_new_tokens = o->steps + 2;
+        q.ignore_eos = true;
+        if (gale_engine_submit(e, &q, NULL) != GALE_OK) rc = 1;
+    }
+    /* prefill: until every request has its first token */
+    while (rc == 0 && started < batch) {
+        const gale_output *out;
+        size_t n;
+        if (gale_engine_step(e, &out, &n) != GALE_OK) rc = 1;
+        else started += (int)n;
+    }
+    double t0 = bench_now();
+    int generated = 0;
+    for (int s = 0; rc == 0 && s < o->steps; s++) {
+        const gale_output *out;
+        size_t n;
+        if (gale_engine_step(e, &out, &n) != GALE_OK) rc = 1;
+        generated += (int)n;
+    }
+    double seconds = bench_now() - t0;
+    if (rc) {
+        fprintf(stderr, "bench_decode: %s\n", gale_last_error());
+    } else {
+        double bytes = step_bytes(m, o->device, batch, o->prompt + o->steps / 2), step = seconds / o->steps;
+        double roofline = bandwidth > 0 ? bytes / bandwidth : 0;
+        printf("%6d %10.1f %10.2f %10.3f %11.2f %8.1f%%\n", batch, generated / seconds, step * 1e3, bytes / 1e9,
+               roofline * 1e3, roofline > 0 ? 100 * roofline / step : 0.0);
+    }
+    free(ids);
+    gale_engine_free(e);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    options o;
+    if (!parse(argc, argv, &o)) return usage();
+    gale_load_params lp = gale_load_params_default();
+    lp.quiet = true;
+    lp.dummy_weights = o.dummy;
+    gale_model *m;
+    if (gale_model_load(o.model, &lp, &m) != GALE_OK) {
+        fprintf(stderr, "bench_decode: %s\n", gale_last_error());
+        return 1;
+    }
+    double bandwidth = o.device == GALE_DEVICE_CUDA ? bench_gpu_copy_bandwidth((size_t)2 << 30)
+                                                    : bench_cpu_copy_bandwidth((size_t)256 << 20);
+    printf("%s on %s: prompt %d, %d decode steps timed; copy bandwidth %.1f GB/s (%s)\n", o.model,
+           o.device == GALE_DEVICE_CUDA ? "cuda" : "cpu", o.prompt, o.steps, bandwidth / 1e9,
+           o.device == GALE_DEVICE_CUDA ? "device to device" : "memcpy, one thread");
+    printf("%6s %10s %10s %10s %11s %9s\n", "batch", "tok/s", "ms/step", "GB/step", "roofline ms", "of roof");
+    int rc = 0;
+    for (int b = 0; b < o.n_batches && rc == 0; b++) rc = run_batch(m, &o, o.batches[b], bandwidth);
+    gale_model_free(m);
+    return rc;
+}
