@@ -421,3 +421,75 @@ ParameterizedTest(size_t *index, batching, truncated_session_matches_fresh) {
     cJSON_Delete(meta);
     gale_model_free(m);
 }
+
+/* The public API under random use: submits (some refused), cancels of live, finished and
+ * unknown ids, steps; every output names a live request, each request finishes exactly
+ * once, and the pool is full at the end. Runs under ASan/LSan in CI. */
+Test(batching, random_api_use_keeps_the_engine_consistent, .timeout = 300) {
+    gale_model *m = load_tiny("gemma3_text");
+    gale_engine *e = new_engine(m, 6, 24, 14); /* short enough to preempt */
+    const int vocab = gale_model_config(m)->vocab;
+    uint64_t rng = 99, ids[400];
+    bool finished[400] = {false};
+    int n_ids = 0, events = 0;
+    int32_t prompt[200];
+    for (int i = 0; i < 200; i++) prompt[i] = (int32_t)(i * 7 % vocab);
+    while (events < 1500) {
+        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+        uint32_t dice = (uint32_t)(rng >> 33) % 10;
+        if (dice < 3 && n_ids < 400) {
+            gale_request q = gale_request_default();
+            q.ids = prompt;
+            q.n_ids = (size_t)((rng >> 20) % 180);          /* 0: refused, empty */
+            q.max_new_tokens = (int)((rng >> 40) % 40) + 1;
+            q.ignore_eos = (rng >> 50) & 1;
+            uint64_t id;
+            gale_status st = gale_engine_submit(e, &q, &id);
+            if (q.n_ids == 0) {
+                cr_assert_neq(st, GALE_OK, "an empty prompt is refused");
+            } else {
+                cr_assert_eq(st, GALE_OK, "%s", gale_last_error());
+                ids[n_ids++] = id;
+            }
+        } else if (dice < 4 && n_ids > 0) {
+            int k = (int)((rng >> 24) % (uint64_t)n_ids);
+            gale_status st = gale_engine_cancel(e, ids[k]);
+            cr_assert(st == GALE_OK || finished[k], "cancel of a live request %llu fails: %s", (unsigned long long)ids[k],
+                      gale_last_error());
+            if (st == GALE_OK) cr_assert_not(finished[k]);
+        } else {
+            const gale_output *out;
+            size_t n;
+            cr_assert_eq(gale_engine_step(e, &out, &n), GALE_OK, "%s", gale_last_error());
+            for (size_t o = 0; o < n; o++) {
+                int k = 0;
+                while (k < n_ids && ids[k] != out[o].request_id) k++;
+                cr_assert_lt(k, n_ids, "output for unknown request %llu", (unsigned long long)out[o].request_id);
+                cr_assert_not(finished[k], "request %llu reported after it finished", (unsigned long long)ids[k]);
+                if (out[o].finish != GALE_FINISH_NONE) finished[k] = true;
+                if (out[o].finish == GALE_FINISH_CANCELLED) cr_assert_eq(out[o].token, -1);
+                else cr_assert(out[o].token >= 0 && out[o].token < vocab);
+            }
+        }
+        events++;
+    }
+    while (gale_engine_busy(e)) {
+        const gale_output *out;
+        size_t n;
+        cr_assert_eq(gale_engine_step(e, &out, &n), GALE_OK, "%s", gale_last_error());
+        for (size_t o = 0; o < n; o++) {
+            int k = 0;
+            while (k < n_ids && ids[k] != out[o].request_id) k++;
+            cr_assert_lt(k, n_ids);
+            if (out[o].finish != GALE_FINISH_NONE) finished[k] = true;
+        }
+    }
+    for (int k = 0; k < n_ids; k++) cr_assert(finished[k], "request %llu never finished", (unsigned long long)ids[k]);
+    gale_engine_stats st = gale_engine_get_stats(e);
+    fprintf(stderr, "random API use: %d requests, %llu steps, %llu preemptions\n", n_ids, (unsigned long long)st.steps,
+            (unsigned long long)st.preemptions);
+    cr_assert_gt(st.preemptions, 0, "the pool was meant to run short");
+    assert_pool_full(e);
+    gale_engine_free(e);
+    gale_model_free(m);
+}
