@@ -92,6 +92,32 @@ typedef struct backend_ops {
     gale_status (*gather_rows)(backend *b, void *dst, const void *src, const int32_t *rows, int n, int width);
 } backend_ops;
 
+/* A Mixtral layer's experts, as the backend reads them. */
+typedef struct moe_weights {
+    const gale_tensor *router;     /* [E, H] */
+    const gale_tensor *gate, *up;  /* [E] tensors of [I, H] */
+    const gale_tensor *down;       /* [E] tensors of [H, I] */
+    int n_experts, top_k, hidden, intermediate;
+    gale_activation act;
+} moe_weights;
+
+/* Buffers backend_moe grows on demand and reuses (zero-initialise; backend_moe_free). */
+typedef struct moe_scratch {
+    void *router, *rows, *gate, *up, *expert_out; /* backend memory */
+    size_t cap_tokens;
+    float *logits, *weight;                       /* host: [n, E], [n·k] */
+    int32_t *slot_token, *slot_position;          /* host: [n·k] */
+} moe_scratch;
+
+/* out[n, H] = Σ over each token's top-k experts of weight · expert(x): router logits
+ * softmaxed over all experts in fp32, the top k kept and renormalised to sum 1. Tokens
+ * are grouped by expert (a counting sort, in token order within an expert) so each
+ * expert's MLP runs once over its tokens, then each token's outputs are added in its
+ * top-k order — so a token's result does not depend on the batch. Written over the
+ * other ops, for any backend (the GPU's own dispatch is the MoE issue's). */
+gale_status backend_moe(backend *b, const void *x, int n, const moe_weights *w, moe_scratch *scratch, void *out);
+void backend_moe_free(backend *b, moe_scratch *scratch);
+
 /* row i of an activation buffer holding rows of `width` values */
 static inline void *backend_row(const backend *b, void *base, size_t i, size_t width) {
     return (char *)base + i * width * b->ops->act_size;

@@ -40,8 +40,7 @@ struct model_runner {
     /* activations in backend memory for cap_tokens tokens, regrown on demand */
     int cap_tokens, cap_logits;
     void *x, *h, *q, *k, *v, *attn, *gate, *up, *tmp;
-    void *expert_out;        /* [H] */
-    void *router;            /* [n_experts] */
+    moe_scratch moe;         /* Mixtral's routing and expert buffers */
     void *logits;            /* [cap_logits, vocab] */
     int cap_tables;
     int32_t *tables;         /* host [n_groups, n_seqs, stride] block tables for the batch */
@@ -246,9 +245,6 @@ gale_status runner_create(const gale_model *model, const gale_engine_params *par
     if (status == GALE_OK) status = upload_params(s);
     if (status == GALE_OK && s->b.ops != &cpu_backend_ops) status = map_weights(s, upload);
     else if (status == GALE_OK && params->prepare_weights && prepared_weights_fit(s)) status = map_weights(s, fp32_copy);
-    if (status == GALE_OK) status = s->b.ops->alloc(&s->b, (size_t)s->c->hidden * s->b.ops->act_size, &s->expert_out);
-    if (status == GALE_OK && s->c->n_experts > 0)
-        status = s->b.ops->alloc(&s->b, (size_t)s->c->n_experts * s->b.ops->act_size, &s->router);
     if (status != GALE_OK) {
         runner_free(s);
         return status;
@@ -260,7 +256,8 @@ gale_status runner_create(const gale_model *model, const gale_engine_params *par
 void runner_free(model_runner *s) {
     if (!s) return;
     backend *b = &s->b;
-    void *bufs[] = {s->x, s->h, s->q, s->k, s->v, s->attn, s->gate, s->up, s->tmp, s->expert_out, s->router, s->logits, s->params};
+    backend_moe_free(b, &s->moe);
+    void *bufs[] = {s->x, s->h, s->q, s->k, s->v, s->attn, s->gate, s->up, s->tmp, s->logits, s->params};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (bufs[i]) b->ops->release(b, bufs[i]);
     if (b->ops != &cpu_backend_ops)
@@ -292,45 +289,6 @@ static gale_status gated_mlp(model_runner *s, const gale_tensor *gate, const gal
     GALE_TRY(ops->matmul(&s->b, x, n, up, s->up));
     ops->gated_activation(&s->b, s->gate, s->up, (size_t)n * s->c->intermediate, s->c->activation);
     return ops->matmul(&s->b, s->gate, n, down, out);
-}
-
-/* Mixtral: softmax over all router logits in fp32, top-k, weights renormalised to sum 1;
- * each token's chosen experts run on that token alone. (Routing on the host: grouping
- * tokens by expert on the device is the MoE issue's.) */
-static gale_status moe(model_runner *s, const layer_weights *lw, int n, void *out) {
-    const gale_config *c = s->c;
-    const backend_ops *ops = s->b.ops;
-    const int H = c->hidden, E = c->n_experts, K = c->n_experts_per_tok;
-    float router[1024];
-    int chosen[64];
-    for (int i = 0; i < n; i++) {
-        const void *x = backend_row(&s->b, s->h, (size_t)i, (size_t)H);
-        GALE_TRY(ops->matmul(&s->b, x, 1, lw->router, s->router));
-        GALE_TRY(ops->to_host(&s->b, s->router, (size_t)E, router));
-        float max = router[0], sum = 0;
-        for (int e = 1; e < E; e++) max = router[e] > max ? router[e] : max;
-        for (int e = 0; e < E; e++) sum += router[e] = expf(router[e] - max);
-        for (int e = 0; e < E; e++) router[e] /= sum;
-        float kept = 0;
-        for (int k = 0; k < K; k++) {
-            int best = -1;
-            for (int e = 0; e < E; e++) {
-                bool taken = false;
-                for (int j = 0; j < k; j++) taken |= chosen[j] == e;
-                if (!taken && (best < 0 || router[e] > router[best])) best = e;
-            }
-            chosen[k] = best;
-            kept += router[best];
-        }
-        void *y = backend_row(&s->b, out, (size_t)i, (size_t)H);
-        ops->zero(&s->b, y, (size_t)H);
-        for (int k = 0; k < K; k++) {
-            int e = chosen[k];
-            GALE_TRY(gated_mlp(s, &lw->expert_gate[e], &lw->expert_up[e], &lw->expert_down[e], x, 1, s->expert_out));
-            ops->scale_add(&s->b, y, s->expert_out, router[e] / kept, (size_t)H);
-        }
-    }
-    return GALE_OK;
 }
 
 /* Where the batch's keys and values go: the layers' pools and, per group, the block
@@ -383,7 +341,16 @@ static gale_status mlp_block(model_runner *s, int l, int n) {
     const int H = c->hidden;
     ops->rmsnorm(&s->b, s->x, n, H, norms->ffn, c->norm_weight_offset, c->rms_norm_eps, s->h);
     if (c->n_experts > 0) {
-        GALE_TRY(moe(s, lw, n, s->tmp));
+        moe_weights experts = {.router = lw->router,
+                               .gate = lw->expert_gate,
+                               .up = lw->expert_up,
+                               .down = lw->expert_down,
+                               .n_experts = c->n_experts,
+                               .top_k = c->n_experts_per_tok,
+                               .hidden = H,
+                               .intermediate = c->intermediate,
+                               .act = c->activation};
+        GALE_TRY(backend_moe(&s->b, s->h, n, &experts, &s->moe, s->tmp));
     } else {
         GALE_TRY(gated_mlp(s, lw->w_gate, lw->w_up, lw->w_down, s->h, n, s->tmp));
     }
