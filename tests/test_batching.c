@@ -17,16 +17,6 @@
 static const char *const families[] = {"llama", "mistral", "mixtral", "gemma", "gemma2", "gemma3_text"};
 enum { N_FAMILIES = sizeof families / sizeof families[0] };
 
-static gale_model *load_tiny(const char *family) {
-    char dir[128];
-    snprintf(dir, sizeof dir, "tiny/%s", family);
-    gale_load_params p = gale_load_params_default();
-    p.quiet = true;
-    gale_model *m = NULL;
-    cr_assert_eq(gale_model_load(fixture(dir), &p, &m), GALE_OK, "%s", gale_last_error());
-    return m;
-}
-
 ParameterizedTestParameters(batching, batched_equals_alone) { return index_params(N_FAMILIES); }
 ParameterizedTest(size_t *index, batching, batched_equals_alone, .timeout = 600) {
     const char *family = families[*index];
@@ -115,20 +105,11 @@ ParameterizedTest(size_t *index, batching, engine_greedy_matches_transformers) {
 
 /* ---- chunked prefill and the sliding window, against transformers ---- */
 
-static double relative_error(const float *a, const float *ref, size_t n) {
-    double diff = 0, scale = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - ref[i]);
-        if (!(d <= diff)) diff = isnan(d) ? INFINITY : d;
-        if (fabs(ref[i]) > scale) scale = fabs(ref[i]);
-    }
-    return diff / scale;
-}
-
+/* input ids of a fixture as an int count */
 static int32_t *json_ids(const cJSON *list, int *n) {
-    *n = cJSON_GetArraySize(list);
-    int32_t *ids = malloc((size_t)*n * sizeof *ids + 1);
-    for (int i = 0; i < *n; i++) ids[i] = cJSON_GetArrayItem(list, i)->valueint;
+    size_t count;
+    int32_t *ids = json_int_array(list, &count);
+    *n = (int)count;
     return ids;
 }
 
@@ -161,8 +142,8 @@ ParameterizedTest(size_t *index, batching, chunked_prefill_matches_one_shot) {
                      gale_last_error());
     }
     cr_assert_eq(gale_session_forward(one_shot, ids, (size_t)n, true, b), GALE_OK, "%s", gale_last_error());
-    double chunk_err = relative_error(a, ref, (size_t)n * vocab), shot_err = relative_error(b, ref, (size_t)n * vocab),
-           between = relative_error(a, b, (size_t)n * vocab);
+    double chunk_err = max_relative_error(a, ref, (size_t)n * vocab), shot_err = max_relative_error(b, ref, (size_t)n * vocab),
+           between = max_relative_error(a, b, (size_t)n * vocab);
     fprintf(stderr, "%s: chunked %.3g, one-shot %.3g vs transformers; chunked vs one-shot %.3g\n", family, chunk_err,
             shot_err, between);
     cr_assert(chunk_err <= 1e-4, "%s: chunked prefill differs from transformers by %.3g", family, chunk_err);
@@ -222,7 +203,7 @@ ParameterizedTest(size_t *index, batching, sliding_window_far_past_the_window) {
             }
         }
     }
-    double err = relative_error(got, ref, (size_t)n * vocab);
+    double err = max_relative_error(got, ref, (size_t)n * vocab);
     fprintf(stderr, "%s: %d positions (%.1f windows), max|a-b|/max|ref| = %.3g, at most %d sliding blocks held\n", family, n,
             (double)n / window, err, most_sliding);
     cr_assert(err <= 1e-4, "%s: logits differ from transformers by %.3g past the window", family, err);

@@ -15,14 +15,6 @@
 static const char *const families[] = {"llama", "mistral", "mixtral", "gemma", "gemma2", "gemma3_text"};
 enum { N_FAMILIES = sizeof families / sizeof families[0] };
 
-static gale_model *load_model(const char *path) {
-    gale_load_params p = gale_load_params_default();
-    p.quiet = true;
-    gale_model *m = NULL;
-    cr_assert_eq(gale_model_load(path, &p, &m), GALE_OK, "%s", gale_last_error());
-    return m;
-}
-
 static gale_session *new_session(const gale_model *m, int threads) {
     gale_engine_params ep = gale_engine_params_default();
     ep.n_threads = threads;
@@ -31,33 +23,15 @@ static gale_session *new_session(const gale_model *m, int threads) {
     return s;
 }
 
-static int32_t *json_ids(const cJSON *list, size_t *n) {
-    *n = (size_t)cJSON_GetArraySize(list);
-    int32_t *ids = malloc(*n * sizeof *ids + 1);
-    for (size_t i = 0; i < *n; i++) ids[i] = cJSON_GetArrayItem(list, (int)i)->valueint;
-    return ids;
-}
-
-/* max |a - b| / max |ref|, NaN-safe (a NaN gives infinity) */
-static double relative_error(const float *a, const float *ref, size_t n) {
-    double diff = 0, scale = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - ref[i]);
-        if (!(d <= diff)) diff = isnan(d) ? INFINITY : d;
-        if (fabs(ref[i]) > scale) scale = fabs(ref[i]);
-    }
-    return diff / scale;
-}
-
 static void check_logits(const char *family, int threads) {
     char dir[256], path[512];
     snprintf(dir, sizeof dir, "tiny/%s", family);
-    gale_model *m = load_model(fixture(dir));
+    gale_model *m = load_model_quiet(fixture(dir));
     gale_session *s = new_session(m, threads);
     snprintf(path, sizeof path, "engine/%s/meta.json", family);
     cJSON *meta = load_json(fixture(path));
     size_t n;
-    int32_t *ids = json_ids(cJSON_GetObjectItemCaseSensitive(meta, "input_ids"), &n);
+    int32_t *ids = json_int_array(cJSON_GetObjectItemCaseSensitive(meta, "input_ids"), &n);
     float *ref;
     int64_t shape[2];
     int n_dims;
@@ -68,7 +42,7 @@ static void check_logits(const char *family, int threads) {
     cr_assert_eq(shape[1], vocab);
     float *got = guarded_alloc(n * (size_t)vocab);
     cr_assert_eq(gale_session_forward(s, ids, n, true, got), GALE_OK, "%s", gale_last_error());
-    double err = relative_error(got, ref, n * (size_t)vocab);
+    double err = max_relative_error(got, ref, n * (size_t)vocab);
     fprintf(stderr, "parity %s (%d threads): max|a-b|/max|ref| = %.3g over %zu positions\n", family, threads, err, n);
     cr_assert(err <= 1e-4, "%s (%d threads): logits differ from transformers by %.3g relative", family, threads, err);
     guarded_check_free(got, n * (size_t)vocab, "logits");
@@ -82,13 +56,13 @@ static void check_logits(const char *family, int threads) {
 static void check_greedy(const char *family) {
     char dir[256], path[512];
     snprintf(dir, sizeof dir, "tiny/%s", family);
-    gale_model *m = load_model(fixture(dir));
+    gale_model *m = load_model_quiet(fixture(dir));
     gale_session *s = new_session(m, 0);
     snprintf(path, sizeof path, "engine/%s/greedy.json", family);
     cJSON *g = load_json(fixture(path));
     size_t n_prompt, n_want;
-    int32_t *prompt = json_ids(cJSON_GetObjectItemCaseSensitive(g, "prompt_ids"), &n_prompt);
-    int32_t *want = json_ids(cJSON_GetObjectItemCaseSensitive(g, "generated_ids"), &n_want);
+    int32_t *prompt = json_int_array(cJSON_GetObjectItemCaseSensitive(g, "prompt_ids"), &n_prompt);
+    int32_t *want = json_int_array(cJSON_GetObjectItemCaseSensitive(g, "generated_ids"), &n_want);
     int vocab = gale_model_config(m)->vocab;
     float *logits = malloc((size_t)vocab * sizeof *logits);
     cr_assert_eq(gale_session_forward(s, prompt, n_prompt, false, logits), GALE_OK);
@@ -119,7 +93,7 @@ ParameterizedTest(size_t *i, engine, greedy_matches_transformers) { check_greedy
 /* ---- bad input ---- */
 
 Test(engine, prompt_longer_than_the_context) {
-    gale_model *m = load_model(fixture("tiny/llama"));
+    gale_model *m = load_model_quiet(fixture("tiny/llama"));
     gale_engine_params ep = gale_engine_params_default();
     ep.n_ctx = 8;
     gale_session *s;
@@ -151,7 +125,7 @@ Test(engine, metadata_only_model_cannot_run) {
 Test(engine, prepared_weights_change_nothing) {
     static const char *const models[] = {"tiny/llama", "gguf/tiny_llama.gguf"};
     for (size_t m_i = 0; m_i < 2; m_i++) {
-        gale_model *m = load_model(fixture(models[m_i]));
+        gale_model *m = load_model_quiet(fixture(models[m_i]));
         int vocab = gale_model_config(m)->vocab;
         int32_t ids[12] = {1, 5, 9, 33, 2, 70, 11, 12, 100, 4, 8, 50};
         float *a = malloc(12 * (size_t)vocab * sizeof *a), *b = malloc(12 * (size_t)vocab * sizeof *b);

@@ -31,16 +31,6 @@ static void require_cuda(void) {
 #endif
 }
 
-static gale_model *load_tiny(const char *family) {
-    char dir[128];
-    snprintf(dir, sizeof dir, "tiny/%s", family);
-    gale_load_params p = gale_load_params_default();
-    p.quiet = true;
-    gale_model *m = NULL;
-    cr_assert_eq(gale_model_load(fixture(dir), &p, &m), GALE_OK, "%s", gale_last_error());
-    return m;
-}
-
 static gale_session *session_on(const gale_model *m, gale_device device) {
     gale_engine_params ep = gale_engine_params_default();
     ep.device = device;
@@ -54,10 +44,9 @@ static int32_t *fixture_ids(const char *family, int *n) {
     char path[256];
     snprintf(path, sizeof path, "engine/%s/meta.json", family);
     cJSON *meta = load_json(fixture(path));
-    const cJSON *list = cJSON_GetObjectItemCaseSensitive(meta, "input_ids");
-    *n = cJSON_GetArraySize(list);
-    int32_t *ids = malloc((size_t)*n * sizeof *ids);
-    for (int i = 0; i < *n; i++) ids[i] = cJSON_GetArrayItem(list, i)->valueint;
+    size_t count;
+    int32_t *ids = json_int_array(cJSON_GetObjectItemCaseSensitive(meta, "input_ids"), &count);
+    *n = (int)count;
     cJSON_Delete(meta);
     return ids;
 }
@@ -86,14 +75,9 @@ ParameterizedTest(size_t *index, engine_cuda, logits_within_bf16_of_transformers
     gale_session *gpu = session_on(m, GALE_DEVICE_CUDA);
     float *got = guarded_alloc((size_t)n * vocab);
     cr_assert_eq(gale_session_forward(gpu, ids, (size_t)n, true, got), GALE_OK, "%s", gale_last_error());
-    double diff = 0, scale = 0;
-    for (size_t i = 0; i < (size_t)n * vocab; i++) {
-        double d = fabs((double)got[i] - ref[i]);
-        if (!(d <= diff)) diff = isnan(d) ? INFINITY : d;
-        scale = fabs(ref[i]) > scale ? fabs(ref[i]) : scale;
-    }
-    fprintf(stderr, "cuda %s: max|a-b|/max|ref| = %.3g over %d positions\n", family, diff / scale, n);
-    cr_assert(diff / scale <= 3e-2, "%s: GPU logits differ from transformers by %.3g relative", family, diff / scale);
+    double err = max_relative_error(got, ref, (size_t)n * vocab);
+    fprintf(stderr, "cuda %s: max|a-b|/max|ref| = %.3g over %d positions\n", family, err, n);
+    cr_assert(err <= 3e-2, "%s: GPU logits differ from transformers by %.3g relative", family, err);
     guarded_check_free(got, (size_t)n * vocab, "logits");
     gale_session_free(gpu);
     free(ref);

@@ -102,3 +102,36 @@ struct criterion_test_params index_params(size_t n) {
     for (size_t i = 0; i < n; i++) indices[i] = i;
     return cr_make_param_array(size_t, indices, n, free_indices);
 }
+
+int32_t *json_int_array(const cJSON *list, size_t *n) {
+    cr_assert(cJSON_IsArray(list), "expected a JSON array");
+    *n = (size_t)cJSON_GetArraySize(list);
+    int32_t *ids = malloc(*n * sizeof *ids + 1);
+    cr_assert_not_null(ids);
+    for (size_t i = 0; i < *n; i++) ids[i] = cJSON_GetArrayItem(list, (int)i)->valueint;
+    return ids;
+}
+
+gale_model *load_model_quiet(const char *path) {
+    gale_load_params p = gale_load_params_default();
+    p.quiet = true;
+    gale_model *m = NULL;
+    cr_assert_eq(gale_model_load(path, &p, &m), GALE_OK, "%s", gale_last_error());
+    return m;
+}
+
+gale_model *load_tiny(const char *family) {
+    char rel[128];
+    snprintf(rel, sizeof rel, "tiny/%s", family);
+    return load_model_quiet(fixture(rel));
+}
+
+double max_relative_error(const float *a, const float *ref, size_t n) {
+    double diff = 0, scale = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - ref[i]);
+        if (!(d <= diff)) diff = isnan(d) ? INFINITY : d;
+        if (fabs(ref[i]) > scale) scale = fabs(ref[i]);
+    }
+    return diff / scale;
+}

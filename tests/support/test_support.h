@@ -24,6 +24,16 @@ void write_file(const char *path, const void *data, size_t len);
 void write_text_file(const char *dir, const char *name, const char *text);
 /* Parses a JSON file or fails the test. */
 cJSON *load_json(const char *path);
+/* A JSON array of integers as int32 (free()), its length in *n. */
+int32_t *json_int_array(const cJSON *list, size_t *n);
+
+/* Loads a model without a progress bar, or fails the test. */
+gale_model *load_model_quiet(const char *path);
+/* The tiny random checkpoint of a family: fixtures tiny/<family>. */
+gale_model *load_tiny(const char *family);
+
+/* max |a − b| / max |ref|: the parity metric; a NaN gives infinity. */
+double max_relative_error(const float *a, const float *ref, size_t n);
 
 /* |a - ref| <= atol + rtol·|ref| element-wise; NaN or Inf in a fails. Fails the test
  * naming what and the first bad index. */
