@@ -106,8 +106,14 @@ typedef struct moe_scratch {
     void *router, *rows, *gate, *up, *expert_out; /* backend memory */
     size_t cap_tokens;
     float *logits, *weight;                       /* host: [n, E], [n·k] */
-    int32_t *slot_token, *slot_position;          /* host: [n·k] */
+    int32_t *slot_expert, *slot_token, *slot_position; /* host: [n·k] */
 } moe_scratch;
+
+/* out[n, H] = down(act(gate(x)) ⊙ up(x)) for x [n, H], the dense MLP and each expert;
+ * gate and up are scratch of [n, intermediate] activations. */
+gale_status backend_gated_mlp(backend *b, const gale_tensor *gate_w, const gale_tensor *up_w, const gale_tensor *down_w,
+                              gale_activation act, int intermediate, const void *x, int n, void *gate, void *up,
+                              void *out);
 
 /* out[n, H] = Σ over each token's top-k experts of weight · expert(x): router logits
  * softmaxed over all experts in fp32, the top k kept and renormalised to sum 1. Tokens

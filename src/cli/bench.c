@@ -3,7 +3,6 @@
  * for exactly O new tokens (EOS ignored), all submitted at once; requests/s, total and
  * output tokens/s over the wall time from the first step to the last. */
 #include <cjson/cJSON.h>
-#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,13 +45,7 @@ static void print_help(FILE *out) {
             "  -h, --help                    this text\n");
 }
 
-static bool parse_count(const char *s, int min, int *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    *out = (int)v;
-    return *s && !*end && !errno && v >= min && v <= 100000000L;
-}
+static bool parse_count(const char *s, int min, int *out) { return cli_parse_int(s, min, 100000000L, out); }
 
 /* 0: run; 1: done (help); 2: usage error */
 static int parse_options(int argc, char **argv, throughput_options *o) {

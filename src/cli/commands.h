@@ -18,6 +18,8 @@ int cli_fail(const char *what);
 /* The default model (SmolLM2-135M-Instruct in ${GALE_CACHE:-~/.cache/gale}/models, filled
  * by scripts/fetch_model), as a string to free. */
 char *cli_default_model_path(void);
+/* A whole decimal number in [min, max] → *out; false for anything else. */
+bool cli_parse_int(const char *s, long min, long max, int *out);
 /* "cpu" or "cuda" → *out; false for anything else. */
 bool cli_parse_device(const char *name, gale_device *out);
 

@@ -88,13 +88,7 @@ static bool parse_float(const char *s, float *out) {
     return *s && !*end && !errno;
 }
 
-static bool parse_int(const char *s, int *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    *out = (int)v;
-    return *s && !*end && !errno && v >= -2147483647L && v <= 2147483647L;
-}
+static bool parse_int(const char *s, int *out) { return cli_parse_int(s, -2147483647L, 2147483647L, out); }
 
 static int parse_generate_options(int argc, char **argv, bool chat_command, generate_options *o, bool *done) {
     static const struct option long_options[] = {

@@ -103,7 +103,12 @@ int cmd_logits(int argc, char **argv) {
         case 'p': prompt = optarg; break;
         case 'i': ids = optarg; break;
         case 'o': npy = optarg; break;
-        case 't': threads = atoi(optarg); break;
+        case 't':
+            if (!cli_parse_int(optarg, 0, 2147483647L, &threads)) {
+                fprintf(stderr, "gale logits: --threads needs a number of threads (0: one per core)\n");
+                return 2;
+            }
+            break;
         case 'D':
             if (!cli_parse_device(optarg, &device)) {
                 fprintf(stderr, "gale logits: --device is cpu or cuda\n");

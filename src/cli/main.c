@@ -1,4 +1,5 @@
 /* gale — command-line entry point: dispatches to one subcommand. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,14 @@ char *cli_default_model_path(void) {
     if (cache && *cache) snprintf(buf, sizeof buf, "%s/models/SmolLM2-135M-Instruct.Q4_1.gguf", cache);
     else snprintf(buf, sizeof buf, "%s/.cache/gale/models/SmolLM2-135M-Instruct.Q4_1.gguf", home ? home : ".");
     return strdup(buf);
+}
+
+bool cli_parse_int(const char *s, long min, long max, int *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    *out = (int)v;
+    return *s && !*end && !errno && v >= min && v <= max;
 }
 
 bool cli_parse_device(const char *name, gale_device *out) {

@@ -15,7 +15,6 @@ enum { MAX_STOP_IDS = 32 };
 
 typedef struct request {
     sched_seq seq;
-    int max_new;
     gale_sampler *sampler;
     gale_detokenizer *detok; /* NULL without a tokenizer */
     char **stop_strings;     /* owned copies */
@@ -23,16 +22,16 @@ typedef struct request {
     int32_t stop_ids[MAX_STOP_IDS];
     int n_stop_ids;
     gale_finish finish;      /* set when it ended: reported, then freed next step */
+    bool cancel_reported;    /* a cancel's output went out */
 } request;
 
 struct gale_engine {
-    const gale_model *model;
     const gale_tokenizer *tok;
     const gale_config *c;
     model_runner *runner;
     kv_cache cache;
     scheduler *sched;
-    int n_ctx, max_num_seqs;
+    int n_ctx;
     request **live; /* submitted and not yet freed */
     size_t n_live, cap_live;
     uint64_t next_id, steps, prompt_tokens, generated_tokens;
@@ -101,11 +100,9 @@ gale_status gale_engine_new(const gale_model *model, const gale_tokenizer *token
     GALE_TRY(check_params(params));
     gale_engine *e = calloc(1, sizeof *e);
     if (!e) return gale_error(GALE_ERR_OOM, "engine: out of memory");
-    e->model = model;
     e->tok = tokenizer;
     e->c = gale_model_config(model);
     e->n_ctx = engine_default_context(e->c, params->n_ctx);
-    e->max_num_seqs = params->max_num_seqs;
     e->next_id = 1;
     int block_size = params->block_size ? params->block_size : KV_DEFAULT_BLOCK_SIZE;
     int chunk = params->max_num_batched_tokens < e->n_ctx ? params->max_num_batched_tokens : e->n_ctx;
@@ -220,12 +217,10 @@ static gale_status build_request(gale_engine *e, const gale_request *q, request 
         return status;
     }
     int n = (int)prompt.count;
-    int room = e->n_ctx - n;
-    r->max_new = q->max_new_tokens < room ? q->max_new_tokens : room;
+    int room = e->n_ctx - n; /* new tokens are cut at the context */
     r->seq.n_prompt = r->seq.n_tokens = n;
-    r->seq.max_tokens = n + r->max_new;
-    r->seq.cap = r->seq.max_tokens;
-    r->seq.tokens = realloc(prompt.ids, (size_t)r->seq.cap * sizeof *r->seq.tokens);
+    r->seq.max_tokens = n + (q->max_new_tokens < room ? q->max_new_tokens : room);
+    r->seq.tokens = realloc(prompt.ids, (size_t)r->seq.max_tokens * sizeof *r->seq.tokens);
     if (!r->seq.tokens) {
         free(prompt.ids);
         return gale_error(GALE_ERR_OOM, "request: out of memory");
@@ -271,7 +266,7 @@ gale_status gale_engine_cancel(gale_engine *e, uint64_t id) {
 bool gale_engine_busy(const gale_engine *e) {
     for (size_t i = 0; i < e->n_live; i++) {
         const request *r = e->live[i];
-        if (r->finish == GALE_FINISH_NONE || (r->finish == GALE_FINISH_CANCELLED && r->seq.n_prompt >= 0)) return true;
+        if (r->finish == GALE_FINISH_NONE || (r->finish == GALE_FINISH_CANCELLED && !r->cancel_reported)) return true;
     }
     return false;
 }
@@ -313,10 +308,10 @@ static gale_status sweep(gale_engine *e, size_t *n_out) {
     size_t kept = 0;
     for (size_t i = 0; i < e->n_live; i++) {
         request *r = e->live[i];
-        if (r->finish == GALE_FINISH_CANCELLED && r->seq.n_prompt >= 0) {
+        if (r->finish == GALE_FINISH_CANCELLED && !r->cancel_reported) {
             gale_output o = {.request_id = r->seq.id, .token = -1, .text = "", .finish = GALE_FINISH_CANCELLED};
             GALE_TRY(push_output(e, n_out, &o));
-            r->seq.n_prompt = -1; /* reported */
+            r->cancel_reported = true;
             e->live[kept++] = r;
         } else if (r->finish != GALE_FINISH_NONE) {
             request_free(&e->cache, r);
@@ -352,7 +347,7 @@ static gale_status advance(gale_engine *e, request *r, float *logits, gale_outpu
             GALE_TRY(stop_text_push(&r->stop, text, len));
             if (r->stop.stopped) r->finish = GALE_FINISH_STOP;
         }
-        if (r->finish == GALE_FINISH_NONE && seq->n_tokens - seq->n_prompt >= r->max_new) r->finish = GALE_FINISH_LENGTH;
+        if (r->finish == GALE_FINISH_NONE && seq->n_tokens >= seq->max_tokens) r->finish = GALE_FINISH_LENGTH;
     }
     if (r->finish != GALE_FINISH_NONE && r->detok) {
         const char *tail;

@@ -159,8 +159,8 @@ void kv_seq_advance(kv_cache *cache, kv_seq *seq, int new_length) {
     for (int g = 0; g < cache->n_groups; g++) {
         kv_group *group = &cache->groups[g];
         if (group->window == 0) continue;
-        /* the next position, new_length, sees new_length - W + 1 and after */
-        int first_visible = new_length - group->window + 1;
+        /* the next position, new_length, sees nothing before this */
+        int first_visible = kv_first_visible(group->window, new_length);
         while (seq->first_live[g] < seq->n_logical && (seq->first_live[g] + 1) * cache->block_size <= first_visible)
             give_back(group, seq, g, seq->first_live[g]++);
     }
@@ -172,12 +172,9 @@ bool kv_seq_truncate(kv_cache *cache, kv_seq *seq, int length) {
         kv_seq_release(cache, seq);
         return true;
     }
-    for (int g = 0; g < cache->n_groups; g++) {
-        int w = cache->groups[g].window;
-        int first_needed = w > 0 && length - w + 1 > 0 ? (length - w + 1) / cache->block_size : 0;
-        if (seq->first_live[g] > first_needed) return false;
-    }
-    int entries = (length + cache->block_size - 1) / cache->block_size;
+    for (int g = 0; g < cache->n_groups; g++)
+        if (seq->first_live[g] > kv_first_visible(cache->groups[g].window, length) / cache->block_size) return false;
+    int entries = ceil_div(length, cache->block_size);
     for (int g = 0; g < cache->n_groups; g++)
         for (int j = entries; j < seq->n_logical; j++) give_back(&cache->groups[g], seq, g, j);
     seq->n_logical = entries;

@@ -100,6 +100,11 @@ bool kv_seq_truncate(kv_cache *cache, kv_seq *seq, int length);
 void kv_seq_release(kv_cache *cache, kv_seq *seq);
 void kv_seq_free(kv_cache *cache, kv_seq *seq);
 
+/* The first position a query at `pos` sees under window W (0: full attention). */
+static inline int kv_first_visible(int window, int pos) {
+    return window > 0 && pos - window + 1 > 0 ? pos - window + 1 : 0;
+}
+
 static inline int kv_cache_free_blocks(const kv_cache *cache, int g) { return cache->groups[g].n_free; }
 
 #endif

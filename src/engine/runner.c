@@ -6,7 +6,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "backend/backend.h"
 #ifdef GALE_HAVE_CUDA
@@ -129,11 +128,9 @@ static gale_status upload(model_runner *s, gale_tensor *slot) {
 /* fp32 copies take 4 bytes a parameter: only when they fit in half of the memory (a 7B
  * model's 29 GB would not); otherwise weights stay as loaded and rows are dequantised
  * on the fly. */
-static bool prepared_weights_fit(const model_runner *s) {
+static bool prepared_weights_fit(model_runner *s) {
     uint64_t params = gale_model_get_stats(s->model).n_params;
-    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-    if (pages <= 0 || page <= 0) return false;
-    return params * 4 < (uint64_t)pages * (uint64_t)page / 2;
+    return params * 4 < (uint64_t)s->b.ops->memory_size(&s->b) / 2;
 }
 
 /* One tensor into the next slot. */
@@ -277,19 +274,7 @@ void runner_free(model_runner *s) {
 
 backend *runner_backend(model_runner *s) { return &s->b; }
 
-const gale_config *runner_config(const model_runner *s) { return s->c; }
-
 /* ---- the forward ---- */
-
-/* out[n, H] = down(act(gate(x)) ⊙ up(x)) for x [n, H]: the dense MLP and each expert. */
-static gale_status gated_mlp(model_runner *s, const gale_tensor *gate, const gale_tensor *up, const gale_tensor *down,
-                             const void *x, int n, void *out) {
-    const backend_ops *ops = s->b.ops;
-    GALE_TRY(ops->matmul(&s->b, x, n, gate, s->gate));
-    GALE_TRY(ops->matmul(&s->b, x, n, up, s->up));
-    ops->gated_activation(&s->b, s->gate, s->up, (size_t)n * s->c->intermediate, s->c->activation);
-    return ops->matmul(&s->b, s->gate, n, down, out);
-}
 
 /* Where the batch's keys and values go: the layers' pools and, per group, the block
  * tables of the batch's sequences side by side. */
@@ -352,7 +337,8 @@ static gale_status mlp_block(model_runner *s, int l, int n) {
                                .act = c->activation};
         GALE_TRY(backend_moe(&s->b, s->h, n, &experts, &s->moe, s->tmp));
     } else {
-        GALE_TRY(gated_mlp(s, lw->w_gate, lw->w_up, lw->w_down, s->h, n, s->tmp));
+        GALE_TRY(backend_gated_mlp(&s->b, lw->w_gate, lw->w_up, lw->w_down, c->activation, c->intermediate, s->h, n,
+                                   s->gate, s->up, s->tmp));
     }
     if (norms->post_ffn) ops->rmsnorm(&s->b, s->tmp, n, H, norms->post_ffn, c->norm_weight_offset, c->rms_norm_eps, s->tmp);
     ops->add(&s->b, s->x, s->tmp, (size_t)n * H);
@@ -369,7 +355,7 @@ static gale_status check_batch(const kv_cache *cache, const runner_batch *batch,
         if (pos >= q->n_logical * cache->block_size)
             return gale_error(GALE_ERR_INVALID_ARG, "forward: position %d of sequence %d has no KV block reserved", pos, seq);
         for (int g = 0; g < cache->n_groups; g++) {
-            int w = cache->groups[g].window, first = w > 0 && pos - w + 1 > 0 ? pos - w + 1 : 0;
+            int first = kv_first_visible(cache->groups[g].window, pos);
             if (q->tables[g][first / cache->block_size] < 0 || q->tables[g][pos / cache->block_size] < 0)
                 return gale_error(GALE_ERR_INVALID_ARG, "forward: position %d of sequence %d sees a released block", pos, seq);
         }

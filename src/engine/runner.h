@@ -25,7 +25,6 @@ typedef struct runner_batch {
 
 gale_status runner_create(const gale_model *model, const gale_engine_params *params, model_runner **out);
 void runner_free(model_runner *r);
-const gale_config *runner_config(const model_runner *r);
 /* The backend the runner computes on; the KV cache's storage comes from it. */
 struct backend *runner_backend(model_runner *r);
 

@@ -18,8 +18,8 @@
 
 typedef struct sched_seq {
     uint64_t id;
-    int32_t *tokens; /* [cap]: prompt, then generated tokens */
-    int n_tokens, cap;
+    int32_t *tokens; /* [max_tokens]: prompt, then generated tokens */
+    int n_tokens;
     int n_prompt;
     int max_tokens;  /* n_tokens stops growing here */
     int n_computed;  /* tokens whose keys and values are cached (kv.length) */

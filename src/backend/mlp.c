@@ -7,6 +7,16 @@
 #include "backend/backend.h"
 #include "core/status.h"
 
+gale_status backend_gated_mlp(backend *b, const gale_tensor *gate_w, const gale_tensor *up_w, const gale_tensor *down_w,
+                              gale_activation act, int intermediate, const void *x, int n, void *gate, void *up,
+                              void *out) {
+    const backend_ops *ops = b->ops;
+    GALE_TRY(ops->matmul(b, x, n, gate_w, gate));
+    GALE_TRY(ops->matmul(b, x, n, up_w, up));
+    ops->gated_activation(b, gate, up, (size_t)n * (size_t)intermediate, act);
+    return ops->matmul(b, gate, n, down_w, out);
+}
+
 static gale_status grow(backend *b, moe_scratch *sc, size_t tokens, const moe_weights *w) {
     if (tokens <= sc->cap_tokens) return GALE_OK;
     backend_moe_free(b, sc);
@@ -17,9 +27,10 @@ static gale_status grow(backend *b, moe_scratch *sc, size_t tokens, const moe_we
     for (size_t i = 0; i < 5; i++) GALE_TRY(b->ops->alloc(b, counts[i] * act, device[i]));
     sc->logits = malloc(tokens * E * sizeof *sc->logits);
     sc->weight = malloc(slots * sizeof *sc->weight);
+    sc->slot_expert = malloc(slots * sizeof *sc->slot_expert);
     sc->slot_token = malloc(slots * sizeof *sc->slot_token);
     sc->slot_position = malloc(slots * sizeof *sc->slot_position);
-    if (!sc->logits || !sc->weight || !sc->slot_token || !sc->slot_position)
+    if (!sc->logits || !sc->weight || !sc->slot_expert || !sc->slot_token || !sc->slot_position)
         return gale_error(GALE_ERR_OOM, "MoE: out of memory for %zu tokens", tokens);
     sc->cap_tokens = tokens;
     return GALE_OK;
@@ -31,13 +42,14 @@ void backend_moe_free(backend *b, moe_scratch *sc) {
         if (device[i]) b->ops->release(b, device[i]);
     free(sc->logits);
     free(sc->weight);
+    free(sc->slot_expert);
     free(sc->slot_token);
     free(sc->slot_position);
     memset(sc, 0, sizeof *sc);
 }
 
 /* Softmax over all E logits in fp32, the k largest (first index on ties), renormalised. */
-static void route(const float *logits, int E, int K, int *chosen, float *weight) {
+static void route(const float *logits, int E, int K, int32_t *chosen, float *weight) {
     float probs[1024];
     float max = logits[0], sum = 0;
     for (int e = 1; e < E; e++) max = logits[e] > max ? logits[e] : max;
@@ -64,34 +76,30 @@ gale_status backend_moe(backend *b, const void *x, int n, const moe_weights *w, 
     GALE_TRY(grow(b, sc, (size_t)n, w));
     GALE_TRY(ops->matmul(b, x, n, w->router, sc->router));
     GALE_TRY(ops->to_host(b, sc->router, (size_t)n * E, sc->logits));
-    int chosen[64], count[1025] = {0};
-    int *expert_of = malloc((size_t)slots * sizeof *expert_of);
-    if (!expert_of) return gale_error(GALE_ERR_OOM, "MoE: out of memory");
+    int count[1025] = {0};
     for (int t = 0; t < n; t++) {
+        int32_t *chosen = sc->slot_expert + (size_t)t * K;
         route(sc->logits + (size_t)t * E, E, K, chosen, sc->weight + (size_t)t * K);
-        for (int k = 0; k < K; k++) expert_of[t * K + k] = chosen[k], count[chosen[k] + 1]++;
+        for (int k = 0; k < K; k++) count[chosen[k] + 1]++;
     }
     /* counting sort of the (token, k) slots by expert; slot_position[slot] = its row */
     for (int e = 0; e < E; e++) count[e + 1] += count[e];
     int start[1025];
     memcpy(start, count, sizeof start);
     for (int slot = 0; slot < slots; slot++) {
-        int row = start[expert_of[slot]]++;
+        int row = start[sc->slot_expert[slot]]++;
         sc->slot_position[slot] = row;
         sc->slot_token[row] = slot / K;
     }
-    free(expert_of);
     gale_status status = ops->gather_rows(b, sc->rows, x, sc->slot_token, slots, H);
     for (int e = 0; status == GALE_OK && e < E; e++) {
         int first = count[e], rows = count[e + 1] - count[e];
         if (rows == 0) continue;
         const void *xs = backend_row(b, sc->rows, (size_t)first, (size_t)H);
-        void *gate = backend_row(b, sc->gate, (size_t)first, (size_t)I), *up = backend_row(b, sc->up, (size_t)first, (size_t)I);
-        status = ops->matmul(b, xs, rows, &w->gate[e], gate);
-        if (status == GALE_OK) status = ops->matmul(b, xs, rows, &w->up[e], up);
-        if (status == GALE_OK) ops->gated_activation(b, gate, up, (size_t)rows * I, w->act);
-        if (status == GALE_OK)
-            status = ops->matmul(b, gate, rows, &w->down[e], backend_row(b, sc->expert_out, (size_t)first, (size_t)H));
+        status = backend_gated_mlp(b, &w->gate[e], &w->up[e], &w->down[e], w->act, I, xs, rows,
+                                   backend_row(b, sc->gate, (size_t)first, (size_t)I),
+                                   backend_row(b, sc->up, (size_t)first, (size_t)I),
+                                   backend_row(b, sc->expert_out, (size_t)first, (size_t)H));
     }
     GALE_TRY(status);
     ops->zero(b, out, (size_t)n * H);
