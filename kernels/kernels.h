@@ -89,4 +89,9 @@ gale_status kernel_embed_bf16(const void *table, int vocab, int dim, const int32
 #ifdef __cplusplus
 }
 #endif
+
+/* the attention issue's flash-style kernels and the MoE issue's expert dispatch */
+#include "attention_kernels.h"
+#include "moe_kernels.h"
+
 #endif

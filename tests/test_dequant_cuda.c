@@ -19,6 +19,7 @@
 #include "core/status.h"
 #include "model/gguf.h"
 #include "model/quant.h"
+#include "cuda_test_support.h"
 
 #ifdef GALE_HAVE_CUDA
 #include <cuda_runtime.h>
@@ -26,28 +27,12 @@
 #include "kernels.h"
 #endif
 
-static void require_cuda(void) {
-#ifdef GALE_HAVE_CUDA
-    if (device_cuda_count() == 0)
-        cr_skip_test("no CUDA device: no usable GPU or driver found, GPU dequant not checked");
-#else
-    cr_skip_test("no CUDA device: this build has no CUDA (GALE_CUDA=OFF)");
-#endif
-}
-
 #ifdef GALE_HAVE_CUDA
 
 #define QUANT_BLOCKS GALE_FIXTURES "/gguf/quant_blocks.gguf"
 
-enum { GUARD = 4 };
 static const uint32_t GUARD_F32 = 0xdeadbeefu;
 static const uint16_t GUARD_BF16 = 0xbeefu;
-
-#define CUDA_ASSERT(call)                                                                   \
-    do {                                                                                    \
-        cudaError_t err_ = (call);                                                          \
-        cr_assert_eq(err_, cudaSuccess, "%s: %s", #call, cudaGetErrorString(err_));        \
-    } while (0)
 
 typedef enum out_kind { OUT_F32, OUT_BF16 } out_kind;
 

@@ -18,18 +18,11 @@
 
 #include "backend/device.h"
 #include "core/npy.h"
+#include "cuda_test_support.h"
 #include "test_support.h"
 
 static const char *const families[] = {"llama", "mistral", "mixtral", "gemma", "gemma2", "gemma3_text"};
 enum { N_FAMILIES = sizeof families / sizeof families[0] };
-
-static void require_cuda(void) {
-#ifdef GALE_HAVE_CUDA
-    if (device_cuda_count() == 0) cr_skip_test("no CUDA device: no usable GPU or driver found, GPU forward not checked");
-#else
-    cr_skip_test("no CUDA device: this build has no CUDA (GALE_CUDA=OFF)");
-#endif
-}
 
 static gale_session *session_on(const gale_model *m, gale_device device) {
     gale_engine_params ep = gale_engine_params_default();

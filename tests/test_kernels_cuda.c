@@ -21,94 +21,18 @@
 #include "backend/backend.h"
 #include "backend/device.h"
 #include "core/dtype.h"
+#include "cuda_test_support.h"
 #include "test_support.h"
 
 #ifdef GALE_HAVE_CUDA
-#include <cuda_runtime.h>
-
 #include "kernels.h"
 #endif
 
-static void require_cuda(void) {
-#ifdef GALE_HAVE_CUDA
-    if (device_cuda_count() == 0) cr_skip_test("no CUDA device: no usable GPU or driver found, kernels not checked");
-#else
-    cr_skip_test("no CUDA device: this build has no CUDA (GALE_CUDA=OFF)");
-#endif
-}
-
 #ifdef GALE_HAVE_CUDA
 
-#define CUDA_ASSERT(call)                                                                                              \
-    do {                                                                                                               \
-        cudaError_t err_ = (call);                                                                                     \
-        cr_assert_eq(err_, cudaSuccess, "%s: %s", #call, cudaGetErrorString(err_));                                   \
-    } while (0)
-
-enum { GUARD = 8 };
-static const uint16_t GUARD_BITS = 0x7fc1; /* a NaN no kernel writes */
-
-static uint64_t rng = 0x2545F4914F6CDD1Dull;
-static float uniform(float lo, float hi) {
-    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-    float u = (float)((rng >> 11) % 1000003) / 1000003.0f;
-    float v = lo + (hi - lo) * u;
-    return v == 0.0f ? 0.5f * hi : v; /* never zero */
-}
-
-/* bf16 values in [lo, hi) and their fp32 widening */
-static uint16_t *random_bf16(size_t n, float lo, float hi, float **widened) {
-    uint16_t *h = malloc(n * sizeof *h);
-    *widened = malloc(n * sizeof **widened);
-    for (size_t i = 0; i < n; i++) {
-        h[i] = f32_to_bf16(uniform(lo, hi));
-        (*widened)[i] = bf16_to_f32(h[i]);
-    }
-    return h;
-}
-
-static void *to_device(const void *host, size_t bytes) {
-    void *d = NULL;
-    CUDA_ASSERT(cudaMalloc(&d, bytes ? bytes : 1));
-    if (bytes) CUDA_ASSERT(cudaMemcpy(d, host, bytes, cudaMemcpyHostToDevice));
-    return d;
-}
-
-/* A device bf16 buffer of n values followed by GUARD guard values. */
-static uint16_t *guarded_device_bf16(size_t n, const uint16_t *init) {
-    uint16_t *h = malloc((n + GUARD) * sizeof *h);
-    for (size_t i = 0; i < n + GUARD; i++) h[i] = i < n && init ? init[i] : GUARD_BITS;
-    uint16_t *d = to_device(h, (n + GUARD) * sizeof *h);
-    free(h);
-    return d;
-}
-
-/* Copies n values back as fp32, checking the guard, and frees the device buffer. */
-static float *download_bf16(uint16_t *d, size_t n, const char *what) {
-    uint16_t *h = malloc((n + GUARD) * sizeof *h);
-    CUDA_ASSERT(cudaDeviceSynchronize());
-    CUDA_ASSERT(cudaMemcpy(h, d, (n + GUARD) * sizeof *h, cudaMemcpyDeviceToHost));
-    for (size_t i = n; i < n + GUARD; i++) cr_assert_eq(h[i], GUARD_BITS, "%s: guard %zu overwritten", what, i - n);
-    float *out = malloc(n * sizeof *out);
-    for (size_t i = 0; i < n; i++) out[i] = bf16_to_f32(h[i]);
-    free(h);
-    CUDA_ASSERT(cudaFree(d));
-    return out;
-}
-
-static void assert_bf16_close(const float *gpu, const float *cpu, size_t n, const char *what) {
-    for (size_t i = 0; i < n; i++) {
-        double diff = fabs((double)gpu[i] - cpu[i]);
-        cr_assert(diff <= 0x1p-7 * fabs(cpu[i]) + 1e-6, "%s: value %zu is %.7g on the GPU, %.7g on the CPU", what, i,
-                  gpu[i], cpu[i]);
-    }
-}
-
-static backend cpu(void) {
-    backend b = {.ops = &cpu_backend_ops};
-    cr_assert_eq(thread_pool_create(1, &b.pool), GALE_OK);
-    return b;
-}
+/* the bound of the header comment */
+#define BF16_RTOL 0x1p-7
+#define BF16_ATOL 1e-6
 
 /* ---- rmsnorm ---- */
 
@@ -133,12 +57,12 @@ static void check_rmsnorm(int n, int dim, float offset, bool with_residual) {
         cr_assert_eq(residual[i], expect_residual[i], "residual %zu: %.7g, expected %.7g", i, residual[i],
                      expect_residual[i]);
     float *ref = malloc(count * sizeof *ref);
-    backend b = cpu();
+    backend b = cpu_reference_backend();
     b.ops->rmsnorm(&b, expect_residual, n, dim, w, offset, 1e-6f, ref);
     for (size_t i = 0; i < count; i++) ref[i] = bf16_to_f32(f32_to_bf16(ref[i]));
     char what[96];
     snprintf(what, sizeof what, "rmsnorm %d×%d offset %g%s", n, dim, (double)offset, with_residual ? " + residual" : "");
-    assert_bf16_close(gpu, ref, count, what);
+    assert_bf16_close(gpu, ref, count, BF16_RTOL, BF16_ATOL, what);
     thread_pool_destroy(b.pool);
     CUDA_ASSERT(cudaFree(d_w));
     CUDA_ASSERT(cudaFree(d_add));
@@ -190,7 +114,7 @@ static void check_rope(int n, int n_heads, int n_kv_heads, int head_dim) {
                  GALE_OK, "%s", gale_last_error());
     float *gq = download_bf16(d_q, q_count, "rope q"), *gk = download_bf16(d_k, k_count, "rope k");
     float *kc = download_bf16(d_kc, cache_count, "key cache"), *vc = download_bf16(d_vc, cache_count, "value cache");
-    backend b = cpu();
+    backend b = cpu_reference_backend();
     float *cpu_kc = calloc(cache_count, sizeof *cpu_kc), *cpu_vc = calloc(cache_count, sizeof *cpu_vc);
     paged_kv cpu_kv = {.keys = cpu_kc, .values = cpu_vc, .block_size = block_size, .kv_dim = kv_dim,
                        .block_tables = tables, .table_stride = stride};
@@ -200,9 +124,9 @@ static void check_rope(int n, int n_heads, int n_kv_heads, int head_dim) {
     for (size_t i = 0; i < k_count; i++) k[i] = bf16_to_f32(f32_to_bf16(k[i]));
     char what[96];
     snprintf(what, sizeof what, "rope q %d×%d×%d", n, n_heads, head_dim);
-    assert_bf16_close(gq, q, q_count, what);
+    assert_bf16_close(gq, q, q_count, BF16_RTOL, BF16_ATOL, what);
     snprintf(what, sizeof what, "rope k %d×%d×%d", n, n_kv_heads, head_dim);
-    assert_bf16_close(gk, k, k_count, what);
+    assert_bf16_close(gk, k, k_count, BF16_RTOL, BF16_ATOL, what);
     /* every token's rows sit in its slot, equal to what the kernel left in k and to v */
     bool *written = calloc(cache_count, sizeof *written);
     for (int i = 0; i < n; i++) {
@@ -247,10 +171,10 @@ static void check_activation(size_t count, gale_activation act) {
     uint16_t *d_out = guarded_device_bf16(count, NULL);
     cr_assert_eq(kernel_gated_activation_bf16(d_g, d_u, count, act, d_out, NULL), GALE_OK, "%s", gale_last_error());
     float *gpu = download_bf16(d_out, count, "activation");
-    backend b = cpu();
+    backend b = cpu_reference_backend();
     b.ops->gated_activation(&b, gate, up, count, act);
     for (size_t i = 0; i < count; i++) gate[i] = bf16_to_f32(f32_to_bf16(gate[i]));
-    assert_bf16_close(gpu, gate, count, act == GALE_ACT_SILU ? "SiLU" : "GELU");
+    assert_bf16_close(gpu, gate, count, BF16_RTOL, BF16_ATOL, act == GALE_ACT_SILU ? "SiLU" : "GELU");
     thread_pool_destroy(b.pool);
     CUDA_ASSERT(cudaFree(d_g));
     CUDA_ASSERT(cudaFree(d_u));
@@ -274,7 +198,7 @@ Test(kernels_cuda, gated_activation_and_softcap_match_cpu) {
     float *d = to_device(logits, (V + GUARD) * sizeof *logits);
     cr_assert_eq(kernel_softcap_f32(d, V, 30.0f, NULL), GALE_OK, "%s", gale_last_error());
     CUDA_ASSERT(cudaMemcpy(logits, d, (V + GUARD) * sizeof *logits, cudaMemcpyDeviceToHost));
-    backend b = cpu();
+    backend b = cpu_reference_backend();
     b.ops->softcap(&b, ref, V, 30.0f);
     assert_allclose(logits, ref, V, 0, 1e-6f, "softcap");
     for (int i = V; i < V + GUARD; i++) cr_assert_eq(logits[i], 12345.0f, "softcap guard");
@@ -307,10 +231,10 @@ Test(kernels_cuda, embed_matches_cpu) {
             gale_tensor t = {.dtype = GALE_BF16, .n_dims = 2, .shape = {vocab, dim}, .data = ht,
                              .nbytes = (uint64_t)vocab * dim * 2};
             float *ref = malloc((size_t)n * dim * sizeof *ref);
-            backend b = cpu();
+            backend b = cpu_reference_backend();
             cr_assert_eq(b.ops->embed(&b, &t, ids, n, scale, ref), GALE_OK, "%s", gale_last_error());
             for (size_t i = 0; i < (size_t)n * dim; i++) ref[i] = bf16_to_f32(f32_to_bf16(ref[i]));
-            assert_bf16_close(gpu, ref, (size_t)n * dim, "embed");
+            assert_bf16_close(gpu, ref, (size_t)n * dim, BF16_RTOL, BF16_ATOL, "embed");
             thread_pool_destroy(b.pool);
             CUDA_ASSERT(cudaFree(d_t));
             CUDA_ASSERT(cudaFree(d_ids));
@@ -353,7 +277,7 @@ static void check_attention(int n_heads, int n_kv_heads, int head_dim, int windo
     paged_kv kv = {.keys = kc, .values = vc, .block_size = BS, .kv_dim = kv_dim, .block_tables = tables, .table_stride = STRIDE};
     attention_params p = {.n_heads = n_heads, .n_kv_heads = n_kv_heads, .head_dim = head_dim, .scale = scale,
                           .softcap = softcap, .window = window};
-    backend b = cpu();
+    backend b = cpu_reference_backend();
     cr_assert_eq(b.ops->attention(&b, q, &kv, N, positions, seq_of, &p, ref), GALE_OK, "%s", gale_last_error());
     for (size_t i = 0; i < q_count; i++) ref[i] = bf16_to_f32(f32_to_bf16(ref[i]));
     char what[96];

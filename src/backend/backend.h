@@ -25,6 +25,8 @@ typedef struct backend {
     void *impl;        /* a device backend's state (stream, library handles, staging) */
 } backend;
 
+typedef struct moe_weights moe_weights; /* below */
+
 typedef struct attention_params {
     int n_heads, n_kv_heads, head_dim;
     float scale;   /* multiplier of q·k */
@@ -90,16 +92,20 @@ typedef struct backend_ops {
     void (*zero)(backend *b, void *x, size_t count);
     /* dst[i, :] = src[rows[i], :] for rows given on the host, width values per row */
     gale_status (*gather_rows)(backend *b, void *dst, const void *src, const int32_t *rows, int n, int width);
+
+    /* ---- optional fused routines (NULL: the generic one over the ops above) ---- */
+    /* out[n, H] = the MoE layer of backend_moe, on the device's own dispatch */
+    gale_status (*moe)(backend *b, const void *x, int n, const moe_weights *w, void *out);
 } backend_ops;
 
 /* A Mixtral layer's experts, as the backend reads them. */
-typedef struct moe_weights {
+struct moe_weights {
     const gale_tensor *router;     /* [E, H] */
     const gale_tensor *gate, *up;  /* [E] tensors of [I, H] */
     const gale_tensor *down;       /* [E] tensors of [H, I] */
     int n_experts, top_k, hidden, intermediate;
     gale_activation act;
-} moe_weights;
+};
 
 /* Buffers backend_moe grows on demand and reuses (zero-initialise; backend_moe_free). */
 typedef struct moe_scratch {

@@ -182,10 +182,12 @@ static int bench_throughput(int argc, char **argv) {
 
 int cmd_bench(int argc, char **argv) {
     if (argc >= 2 && strcmp(argv[1], "throughput") == 0) return bench_throughput(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "kernels") == 0) return cli_bench_kernels(argc - 1, argv + 1);
     if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
         print_help(stdout);
         return 0;
     }
-    fprintf(stderr, "usage: gale bench throughput [options] (see gale bench throughput --help)\n");
+    fprintf(stderr, "usage: gale bench throughput|kernels [options] (see gale bench throughput --help,\n"
+                    "       gale bench kernels --help)\n");
     return 2;
 }

@@ -12,6 +12,8 @@ int cmd_logits(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+/* gale bench kernels FAMILY … (bench_kernels.c) */
+int cli_bench_kernels(int argc, char **argv);
 
 /* Prints "gale: <message>" and the library's last error to stderr; returns 1. */
 int cli_fail(const char *what);

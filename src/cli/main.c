@@ -19,7 +19,7 @@ static const command commands[] = {
     {"chat", cmd_chat, "interactive multi-turn chat with the model's chat template"},
     {"logits", cmd_logits, "write the fp32 logits of every position of a prompt as .npy"},
     {"tokenize", cmd_tokenize, "encode text to token ids with a model's tokenizer, or decode ids"},
-    {"bench", cmd_bench, "offline throughput of continuous batching (bench throughput)"},
+    {"bench", cmd_bench, "throughput of continuous batching; per-kernel GPU benchmarks (bench kernels)"},
 };
 
 static void print_usage(FILE *out) {

@@ -335,7 +335,8 @@ static gale_status mlp_block(model_runner *s, int l, int n) {
                                .hidden = H,
                                .intermediate = c->intermediate,
                                .act = c->activation};
-        GALE_TRY(backend_moe(&s->b, s->h, n, &experts, &s->moe, s->tmp));
+        if (ops->moe) GALE_TRY(ops->moe(&s->b, s->h, n, &experts, s->tmp));
+        else GALE_TRY(backend_moe(&s->b, s->h, n, &experts, &s->moe, s->tmp));
     } else {
         GALE_TRY(backend_gated_mlp(&s->b, lw->w_gate, lw->w_up, lw->w_down, c->activation, c->intermediate, s->h, n,
                                    s->gate, s->up, s->tmp));

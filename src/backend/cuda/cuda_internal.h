@@ -1,0 +1,56 @@
+/* What the CUDA backend's source files share (cuda_backend.c, cuda_moe.c, …): the
+ * backend's state and the error helpers. Not for code outside src/backend/cuda/. */
+#ifndef GALE_BACKEND_CUDA_INTERNAL_H
+#define GALE_BACKEND_CUDA_INTERNAL_H
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include "backend/backend.h"
+#include "core/status.h"
+
+enum { CUDA_STAGE_SLOTS = 4 };
+
+typedef struct cuda_moe_state cuda_moe_state; /* cuda_moe.c's buffers */
+
+typedef struct cuda_state {
+    cudaStream_t stream;
+    cublasHandle_t cublas;
+    int32_t *stage[CUDA_STAGE_SLOTS]; /* device copies of the forward's integer arrays */
+    size_t stage_cap[CUDA_STAGE_SLOTS];
+    float *f32;                       /* device scratch for to_host */
+    size_t f32_cap;
+    cuda_moe_state *moe;              /* NULL until the first MoE layer */
+} cuda_state;
+
+static inline cuda_state *cuda_backend_state(backend *b) { return (cuda_state *)b->impl; }
+
+static inline gale_status cuda_fail(cudaError_t err, const char *what) {
+    return gale_error(GALE_ERR_DEVICE, "CUDA %s: %s (%s)", what, cudaGetErrorString(err), cudaGetErrorName(err));
+}
+
+static inline gale_status cublas_fail(cublasStatus_t status, const char *what) {
+    return gale_error(GALE_ERR_DEVICE, "cuBLAS %s: %s", what, cublasGetStatusString(status));
+}
+
+/* Returns from the enclosing function with a gale_status naming what when a CUDA call fails. */
+#define CUDA_CALL(call, what)                                                                                          \
+    do {                                                                                                               \
+        cudaError_t err_ = (call);                                                                                     \
+        if (err_ != cudaSuccess) return cuda_fail(err_, (what));                                                       \
+    } while (0)
+
+#define CUBLAS_CALL(call, what)                                                                                        \
+    do {                                                                                                               \
+        cublasStatus_t st_ = (call);                                                                                   \
+        if (st_ != CUBLAS_STATUS_SUCCESS) return cublas_fail(st_, (what));                                             \
+    } while (0)
+
+/* *buf grown to at least bytes of device memory (contents dropped; doubled to amortise). */
+gale_status cuda_grow_buffer(void **buf, size_t *cap, size_t bytes);
+
+/* cuda_moe.c: the MoE layer on the GPU (backend.h: the moe op) and its buffers' release. */
+gale_status cuda_moe(backend *b, const void *x, int n, const moe_weights *w, void *out);
+void cuda_moe_free(backend *b);
+
+#endif
