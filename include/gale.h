@@ -190,6 +190,8 @@ typedef struct gale_engine_params {
     float kv_memory_fraction;   /* (0, 1] (default 0.3) of the host's memory on the CPU, of
                                    the GPU's free memory (weights loaded) on CUDA */
     int block_size;             /* tokens per KV block (default 16) */
+    bool sample_on_host;        /* debugging: copy logits to the host and sample there even
+                                   where the backend samples on the device (CUDA) */
 } gale_engine_params;
 
 gale_engine_params gale_engine_params_default(void);

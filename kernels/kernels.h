@@ -86,6 +86,35 @@ gale_status kernel_paged_attention_bf16(const void *q, const void *key_cache, co
 gale_status kernel_embed_bf16(const void *table, int vocab, int dim, const int32_t *ids, int n, float scale, void *out,
                               void *stream);
 
+/* ---- fill.cu ---------------------------------------------------------------------- */
+
+/* dst[n] (bf16) = uniform in [-amplitude, amplitude] from cuRAND Philox with this seed:
+ * a synthetic tensor's values (core/tensor.h); amplitude > 0. */
+gale_status kernel_fill_uniform_bf16(void *dst, uint64_t n, float amplitude, uint64_t seed, void *stream);
+
+/* ---- sample.cu -------------------------------------------------------------------- */
+
+/* One row's sampling rule, in device memory (the CPU sampler's parameters). */
+typedef struct sample_params {
+    float temperature; /* 0: greedy (argmax, lowest id on ties) */
+    int32_t top_k;     /* 0: off */
+    float top_p;       /* (0, 1]; 1: off */
+    float min_p;       /* [0, 1]; 0: off */
+    float repetition_penalty, presence_penalty, frequency_penalty;
+    int32_t penalty_offset, penalty_count; /* the row's (id, count) pairs in the pair arrays */
+    uint64_t seed;     /* Philox key: the request's seed */
+    uint64_t draw;     /* Philox offset: how many draws the request made before */
+} sample_params;
+
+/* Bytes of fp32 workspace kernel_sample_bf16 needs: [rows, vocab]. */
+size_t kernel_sample_workspace_bytes(int rows, int vocab);
+/* ids[rows] = one token per row of bf16 logits [rows, vocab] under params[rows], with the
+ * penalties of each row's distinct history ids (penalty_ids/penalty_counts, [Σ counts]).
+ * The logits are left as they are; workspace holds the scaled fp32 copies. */
+gale_status kernel_sample_bf16(const void *logits, int rows, int vocab, const sample_params *params,
+                               const int32_t *penalty_ids, const int32_t *penalty_counts, float *workspace,
+                               int32_t *ids, void *stream);
+
 #ifdef __cplusplus
 }
 #endif

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "engine/sampler.h"
 #include "test_support.h"
 
 enum { V = 6 };
@@ -112,4 +113,36 @@ Test(sampler, invalid_parameters_are_refused) {
         assert_error(gale_sampler_new(&p, V, &s), GALE_ERR_INVALID_ARG, cases[i].needle);
         cr_assert_null(s);
     }
+}
+
+/* The rule the engine hands a device sampler: parameters, an advancing draw counter and,
+ * with a penalty, each distinct history id once with its count. */
+Test(sampler, device_row_counts_distinct_history_ids) {
+    gale_sampling_params p = gale_sampling_params_default();
+    p.frequency_penalty = 0.5f;
+    p.seed = 99;
+    gale_sampler *s = NULL;
+    cr_assert_eq(gale_sampler_new(&p, 50, &s), GALE_OK, "%s", gale_last_error());
+    const int32_t history[] = {4, 9, 4, 4, 17, 9, -1, 50, 0};
+    sample_row row;
+    cr_assert_eq(sampler_device_row(s, history, 9, &row), GALE_OK, "%s", gale_last_error());
+    cr_assert_eq(row.draw, 0);
+    cr_assert_eq(row.params.seed, 99);
+    cr_assert_eq(row.n_penalty, 4, "ids 4, 9, 17, 0 (out-of-range ids skipped)");
+    const int32_t ids[] = {4, 9, 17, 0}, counts[] = {3, 2, 1, 1};
+    for (int j = 0; j < 4; j++) {
+        cr_assert_eq(row.penalty_ids[j], ids[j], "pair %d", j);
+        cr_assert_eq(row.penalty_counts[j], counts[j], "pair %d", j);
+    }
+    cr_assert_eq(sampler_device_row(s, history, 2, &row), GALE_OK, "%s", gale_last_error());
+    cr_assert_eq(row.draw, 1, "the draw counter advances");
+    cr_assert_eq(row.n_penalty, 2, "the counts start from zero again");
+    cr_assert_eq(row.penalty_counts[0], 1);
+    gale_sampler_free(s);
+
+    p.frequency_penalty = 0;
+    cr_assert_eq(gale_sampler_new(&p, 50, &s), GALE_OK, "%s", gale_last_error());
+    cr_assert_eq(sampler_device_row(s, history, 9, &row), GALE_OK, "%s", gale_last_error());
+    cr_assert_eq(row.n_penalty, 0, "no penalty, no pairs");
+    gale_sampler_free(s);
 }

@@ -27,6 +27,16 @@ typedef struct backend {
 
 typedef struct moe_weights moe_weights; /* below */
 
+/* One row's sampling rule for the sample op: the request's parameters, its draw counter
+ * and the penalties' view of its history (distinct ids with their counts). */
+typedef struct sample_row {
+    gale_sampling_params params;
+    uint64_t draw;                 /* how many draws the request made before this one */
+    const int32_t *penalty_ids;    /* [n_penalty] host */
+    const int32_t *penalty_counts; /* [n_penalty] host */
+    int n_penalty;                 /* 0 when no penalty applies */
+} sample_row;
+
 typedef struct attention_params {
     int n_heads, n_kv_heads, head_dim;
     float scale;   /* multiplier of q·k */
@@ -96,6 +106,9 @@ typedef struct backend_ops {
     /* ---- optional fused routines (NULL: the generic one over the ops above) ---- */
     /* out[n, H] = the MoE layer of backend_moe, on the device's own dispatch */
     gale_status (*moe)(backend *b, const void *x, int n, const moe_weights *w, void *out);
+    /* ids[rows] (host) = a token per row of logits [rows, vocab] (activation values) under
+     * each row's rule, drawn on the device: only the ids travel to the host */
+    gale_status (*sample)(backend *b, const void *logits, int rows, int vocab, const sample_row *rule, int32_t *ids);
 } backend_ops;
 
 /* A Mixtral layer's experts, as the backend reads them. */

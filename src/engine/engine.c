@@ -6,6 +6,7 @@
 #include "backend/backend.h"
 #include "core/status.h"
 #include "engine/runner.h"
+#include "engine/sampler.h"
 #include "engine/scheduler.h"
 #include "engine/stop_text.h"
 #include "model/config.h"
@@ -37,7 +38,10 @@ struct gale_engine {
     uint64_t next_id, steps, prompt_tokens, generated_tokens;
     int32_t eos_ids[MAX_STOP_IDS]; /* the config's and the tokenizer's end ids */
     int n_eos_ids;
-    float *logits; /* [max_num_seqs, vocab] */
+    bool device_sampling;  /* the backend draws the tokens (runner_forward_sample) */
+    float *logits;         /* host sampling: [max_num_seqs, vocab] */
+    sample_row *rules;     /* device sampling: [max_num_seqs] */
+    int32_t *sampled;      /* [max_num_seqs] the step's ids */
     gale_output *outputs; /* [cap_outputs] */
     size_t cap_outputs;
 };
@@ -109,9 +113,16 @@ gale_status gale_engine_new(const gale_model *model, const gale_tokenizer *token
     scheduler_params sp = {.max_num_seqs = params->max_num_seqs,
                            .max_num_batched_tokens = params->max_num_batched_tokens,
                            .max_len = e->n_ctx};
-    e->logits = malloc((size_t)params->max_num_seqs * (size_t)e->c->vocab * sizeof *e->logits);
-    gale_status status = e->logits ? GALE_OK : gale_error(GALE_ERR_OOM, "engine: out of memory for logits");
-    if (status == GALE_OK) status = runner_create(model, params, &e->runner);
+    gale_status status = runner_create(model, params, &e->runner);
+    if (status == GALE_OK) {
+        e->device_sampling = runner_samples_on_device(e->runner) && !params->sample_on_host;
+        const size_t rows = (size_t)params->max_num_seqs;
+        e->sampled = malloc(rows * sizeof *e->sampled);
+        if (e->device_sampling) e->rules = malloc(rows * sizeof *e->rules);
+        else e->logits = malloc(rows * (size_t)e->c->vocab * sizeof *e->logits);
+        if (!e->sampled || !(e->device_sampling ? (void *)e->rules : (void *)e->logits))
+            status = gale_error(GALE_ERR_OOM, "engine: out of memory for %zu rows of logits", rows);
+    }
     if (status == GALE_OK) {
         backend *b = runner_backend(e->runner);
         kv_cache_params kp = {.block_size = block_size,
@@ -145,6 +156,8 @@ void gale_engine_free(gale_engine *e) {
     kv_cache_free(&e->cache);
     runner_free(e->runner);
     free(e->logits);
+    free(e->rules);
+    free(e->sampled);
     free(e->outputs);
     free(e);
 }
@@ -329,11 +342,9 @@ static bool is_stop_id(const request *r, int32_t id) {
     return false;
 }
 
-/* Samples the request's next token and applies the stop rules. */
-static gale_status advance(gale_engine *e, request *r, float *logits, gale_output *o) {
+/* Takes the request's next token and applies the stop rules. */
+static gale_status advance(gale_engine *e, request *r, int32_t id, gale_output *o) {
     sched_seq *seq = &r->seq;
-    int32_t id;
-    GALE_TRY(gale_sampler_sample(r->sampler, logits, seq->tokens, (size_t)seq->n_tokens, &id));
     *o = (gale_output){.request_id = seq->id, .token = id, .text = "", .finish = GALE_FINISH_NONE};
     e->generated_tokens++;
     if (is_stop_id(r, id)) {
@@ -371,12 +382,27 @@ gale_status gale_engine_step(gale_engine *e, const gale_output **outputs, size_t
     sched_step step;
     GALE_TRY(scheduler_schedule(e->sched, &step));
     if (step.batch.n_tokens > 0) {
-        GALE_TRY(runner_forward(e->runner, &e->cache, &step.batch, e->logits));
+        const int rows = step.batch.n_logits;
+        if (e->device_sampling) {
+            for (int i = 0; i < rows; i++) {
+                const sched_seq *seq = step.samplers[i];
+                GALE_TRY(sampler_device_row(((request *)seq->owner)->sampler, seq->tokens, (size_t)seq->n_tokens,
+                                            &e->rules[i]));
+            }
+            GALE_TRY(runner_forward_sample(e->runner, &e->cache, &step.batch, e->rules, e->sampled));
+        } else {
+            GALE_TRY(runner_forward(e->runner, &e->cache, &step.batch, e->logits));
+            for (int i = 0; i < rows; i++) {
+                const sched_seq *seq = step.samplers[i];
+                GALE_TRY(gale_sampler_sample(((request *)seq->owner)->sampler, e->logits + (size_t)i * e->c->vocab,
+                                             seq->tokens, (size_t)seq->n_tokens, &e->sampled[i]));
+            }
+        }
         scheduler_commit(e->sched, &step);
         e->steps++;
-        for (int i = 0; i < step.batch.n_logits; i++) {
+        for (int i = 0; i < rows; i++) {
             gale_output o;
-            GALE_TRY(advance(e, step.samplers[i]->owner, e->logits + (size_t)i * e->c->vocab, &o));
+            GALE_TRY(advance(e, step.samplers[i]->owner, e->sampled[i], &o));
             GALE_TRY(push_output(e, &n, &o));
         }
     } else if (n == 0 && scheduler_waiting(e->sched) + scheduler_running(e->sched) > 0) {

@@ -28,8 +28,9 @@ struct model_runner {
     model_weights mapped;    /* weight structs pointing at fp32 copies (prepare_weights) or
                                 at the backend's uploads */
     gale_tensor *slots;      /* the mapped tensors */
+    bool prepare_fp32;       /* host weights: fp32 copies (prepare_weights, when they fit) */
     size_t n_slots;
-    float **owned;           /* fp32 copies' buffers */
+    void **owned;            /* host buffers of fp32 copies and filled dummy weights */
     size_t n_owned;
     backend b;
     layer_norms *norms;      /* [n_layers] */
@@ -118,6 +119,25 @@ static gale_status fp32_copy(model_runner *s, gale_tensor *slot) {
     slot->data = buf;
     slot->nbytes = n * sizeof *buf;
     return GALE_OK;
+}
+
+/* Host weights: dummy matrices filled, then fp32 copies when asked for. */
+static gale_status host_weight(model_runner *s, gale_tensor *slot) {
+    if (tensor_is_synthetic(slot)) {
+        uint16_t *bf16 = malloc(slot->nbytes);
+        if (!bf16) return gale_error(GALE_ERR_OOM, "engine: out of memory filling dummy weights");
+        tensor_fill_host(slot, bf16);
+        slot->data = bf16;
+        slot->fill_amplitude = 0;
+        if (!s->prepare_fp32) {
+            s->owned[s->n_owned++] = bf16;
+            return GALE_OK;
+        }
+        gale_status status = fp32_copy(s, slot);
+        free(bf16);
+        return status;
+    }
+    return s->prepare_fp32 ? fp32_copy(s, slot) : GALE_OK;
 }
 
 static gale_status upload(model_runner *s, gale_tensor *slot) {
@@ -240,8 +260,13 @@ gale_status runner_create(const gale_model *model, const gale_engine_params *par
 #endif
     }
     if (status == GALE_OK) status = upload_params(s);
-    if (status == GALE_OK && s->b.ops != &cpu_backend_ops) status = map_weights(s, upload);
-    else if (status == GALE_OK && params->prepare_weights && prepared_weights_fit(s)) status = map_weights(s, fp32_copy);
+    const bool synthetic = s->w->n_synthetic > 0; /* dummy weights, to be filled */
+    if (status == GALE_OK && s->b.ops != &cpu_backend_ops) {
+        status = map_weights(s, upload);
+    } else if (status == GALE_OK) {
+        s->prepare_fp32 = params->prepare_weights && prepared_weights_fit(s);
+        if (synthetic || s->prepare_fp32) status = map_weights(s, host_weight);
+    }
     if (status != GALE_OK) {
         runner_free(s);
         return status;
@@ -393,12 +418,13 @@ static gale_status gather_tables(model_runner *s, const kv_cache *cache, const r
 /* Staging slots of the forward's integer arrays (backend.h: stage_ints) */
 enum { STAGE_IDS, STAGE_POSITIONS, STAGE_SEQ_OF, STAGE_TABLES };
 
-gale_status runner_forward(model_runner *s, kv_cache *cache, const runner_batch *batch, float *logits) {
+/* The forward up to the logits of the batch's logit rows, left in s->logits. */
+static gale_status forward_logits(model_runner *s, kv_cache *cache, const runner_batch *batch, bool want_logits) {
     if (!s || !cache || !batch || batch->n_tokens <= 0)
         return gale_error(GALE_ERR_INVALID_ARG, "forward: no tokens (empty prompt)");
     const gale_config *c = s->c;
     const backend_ops *ops = s->b.ops;
-    const int n = batch->n_tokens, H = c->hidden, rows = logits ? batch->n_logits : 0;
+    const int n = batch->n_tokens, H = c->hidden, rows = want_logits ? batch->n_logits : 0;
     GALE_TRY(check_batch(cache, batch, c->vocab));
     GALE_TRY(grow_scratch(s, n, rows));
     int stride;
@@ -421,5 +447,20 @@ gale_status runner_forward(model_runner *s, kv_cache *cache, const runner_batch 
     ops->rmsnorm(&s->b, s->tmp, rows, H, s->final_norm, c->norm_weight_offset, c->rms_norm_eps, s->h);
     GALE_TRY(ops->matmul(&s->b, s->h, rows, s->w->lm_head, s->logits));
     if (c->final_softcap > 0) ops->softcap(&s->b, s->logits, (size_t)rows * c->vocab, c->final_softcap);
-    return ops->to_host(&s->b, s->logits, (size_t)rows * c->vocab, logits);
+    return GALE_OK;
+}
+
+gale_status runner_forward(model_runner *s, kv_cache *cache, const runner_batch *batch, float *logits) {
+    GALE_TRY(forward_logits(s, cache, batch, logits != NULL));
+    if (!logits) return GALE_OK;
+    return s->b.ops->to_host(&s->b, s->logits, (size_t)batch->n_logits * s->c->vocab, logits);
+}
+
+bool runner_samples_on_device(const model_runner *s) { return s->b.ops->sample != NULL; }
+
+gale_status runner_forward_sample(model_runner *s, kv_cache *cache, const runner_batch *batch, const sample_row *rules,
+                                  int32_t *ids) {
+    if (!s->b.ops->sample) return gale_error(GALE_ERR_UNSUPPORTED, "forward: the %s backend does not sample", s->b.ops->name);
+    GALE_TRY(forward_logits(s, cache, batch, true));
+    return s->b.ops->sample(&s->b, s->logits, batch->n_logits, s->c->vocab, rules, ids);
 }

@@ -11,6 +11,7 @@
 #include "gale.h"
 
 typedef struct model_runner model_runner;
+struct sample_row; /* backend/backend.h */
 
 typedef struct runner_batch {
     int n_tokens;
@@ -32,6 +33,12 @@ struct backend *runner_backend(model_runner *r);
  * [n_logits, vocab] in batch order. The caller reserves blocks before (kv_seq_reserve)
  * and advances the sequences after (kv_seq_advance). */
 gale_status runner_forward(model_runner *r, kv_cache *cache, const runner_batch *batch, float *logits);
+/* Whether the backend draws tokens itself (the sample op). */
+bool runner_samples_on_device(const model_runner *r);
+/* Runs the batch as runner_forward, then ids[n_logits] = a token per logit row drawn on
+ * the device under rules[n_logits]; only the ids come to the host. */
+gale_status runner_forward_sample(model_runner *r, kv_cache *cache, const runner_batch *batch,
+                                  const struct sample_row *rules, int32_t *ids);
 
 /* n_ctx, or min(max_position_embeddings, 4096) when 0 */
 int engine_default_context(const gale_config *c, int n_ctx);

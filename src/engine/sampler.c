@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/status.h"
+#include "engine/sampler.h"
 #include "gale.h"
 
 struct gale_sampler {
@@ -15,6 +16,8 @@ struct gale_sampler {
     int32_t *order;  /* [vocab] candidate ids */
     float *probs;    /* [vocab] */
     int32_t *counts; /* [vocab] occurrences in the history, for the penalties */
+    int32_t *pair_counts; /* [vocab] the device rule's counts (sampler_device_row), on demand */
+    uint64_t draws;       /* device rules handed out: the Philox offset of the next */
 };
 
 gale_sampling_params gale_sampling_params_default(void) {
@@ -76,12 +79,17 @@ void gale_sampler_free(gale_sampler *s) {
     free(s->order);
     free(s->probs);
     free(s->counts);
+    free(s->pair_counts);
     free(s);
+}
+
+static bool has_penalty(const gale_sampling_params *p) {
+    return p->repetition_penalty != 1.0f || p->presence_penalty != 0 || p->frequency_penalty != 0;
 }
 
 static void apply_penalties(gale_sampler *s, float *logits, const int32_t *history, size_t n) {
     const gale_sampling_params *p = &s->p;
-    if (p->repetition_penalty == 1.0f && p->presence_penalty == 0 && p->frequency_penalty == 0) return;
+    if (!has_penalty(p)) return;
     for (size_t i = 0; i < n; i++)
         if (history[i] >= 0 && history[i] < s->vocab) s->counts[history[i]]++;
     for (size_t i = 0; i < n; i++) {
@@ -93,6 +101,24 @@ static void apply_penalties(gale_sampler *s, float *logits, const int32_t *histo
         *l -= p->presence_penalty + p->frequency_penalty * (float)s->counts[id];
         s->counts[id] = 0; /* each id once */
     }
+}
+
+gale_status sampler_device_row(gale_sampler *s, const int32_t *history, size_t n, sample_row *row) {
+    *row = (sample_row){.params = s->p, .draw = s->draws++};
+    if (!has_penalty(&s->p)) return GALE_OK;
+    if (!s->pair_counts && !(s->pair_counts = malloc((size_t)s->vocab * sizeof *s->pair_counts)))
+        return gale_error(GALE_ERR_OOM, "sampler: out of memory");
+    int distinct = 0; /* s->order holds the distinct ids, in order of first use */
+    for (size_t i = 0; i < n; i++)
+        if (history[i] >= 0 && history[i] < s->vocab && s->counts[history[i]]++ == 0) s->order[distinct++] = history[i];
+    for (int j = 0; j < distinct; j++) {
+        s->pair_counts[j] = s->counts[s->order[j]];
+        s->counts[s->order[j]] = 0;
+    }
+    row->penalty_ids = s->order;
+    row->penalty_counts = s->pair_counts;
+    row->n_penalty = distinct;
+    return GALE_OK;
 }
 
 static int32_t argmax(const float *x, int n) {

@@ -23,8 +23,9 @@ typedef struct binder {
     float norm_value;
 } binder;
 
-/* A bf16 tensor of the given shape filled as weights_bind_dummy describes, kept in
- * w->synthetic. */
+/* A bf16 tensor of the given shape as weights_bind_dummy describes, kept in
+ * w->synthetic: norm weights hold their constant on the host (the runner reads them
+ * there), matrices are left to be filled where they are placed (tensor_is_synthetic). */
 static gale_status synthesize(binder *b, int n_dims, const int64_t *shape, const gale_tensor **out, const char *name) {
     model_weights *w = b->dummy_into;
     uint64_t count = 1;
@@ -36,26 +37,21 @@ static gale_status synthesize(binder *b, int n_dims, const int64_t *shape, const
         w->synthetic = grown;
         w->cap_synthetic = cap;
     }
-    gale_tensor *t = malloc(sizeof *t + count * sizeof(uint16_t));
+    const bool vector = n_dims == 1;
+    gale_tensor *t = malloc(sizeof *t + (vector ? count * sizeof(uint16_t) : 0));
     if (!t) return gale_error(GALE_ERR_OOM, "dummy weights: no memory for '%s' (%llu values)", name, (unsigned long long)count);
-    uint16_t *data = (uint16_t *)(t + 1);
-    *t = (gale_tensor){.dtype = GALE_BF16, .n_dims = n_dims, .data = data, .nbytes = count * sizeof(uint16_t)};
+    *t = (gale_tensor){.dtype = GALE_BF16, .n_dims = n_dims, .nbytes = count * sizeof(uint16_t)};
     for (int d = 0; d < n_dims; d++) t->shape[d] = shape[d];
-    if (n_dims == 1) {
-        uint16_t one = f32_to_bf16(b->norm_value);
+    if (vector) {
+        uint16_t *data = (uint16_t *)(t + 1), one = f32_to_bf16(b->norm_value);
         for (uint64_t i = 0; i < count; i++) data[i] = one;
+        t->data = data;
     } else {
         /* uniform in [-a, a] has variance a²/3: a = sqrt(3 / fan_in) for matrices; the
          * embedding table's rows are inputs, not a product: a fixed 0.2 */
-        const float a = strstr(name, "embed_tokens") ? 0.2f : sqrtf(3.0f / (float)shape[n_dims - 1]);
-        /* four 16-bit uniforms per step of the generator: a 7B model's weights in seconds */
-        for (uint64_t i = 0; i < count; i += 4) {
-            b->rng ^= b->rng << 13, b->rng ^= b->rng >> 7, b->rng ^= b->rng << 17;
-            for (uint64_t k = 0; k < 4 && i + k < count; k++) {
-                float u = (float)((b->rng >> (16 * k)) & 0xffffu) * 0x1p-16f; /* [0, 1) */
-                data[i + k] = f32_to_bf16((2 * u - 1) * a);
-            }
-        }
+        t->fill_amplitude = strstr(name, "embed_tokens") ? 0.2f : sqrtf(3.0f / (float)shape[n_dims - 1]);
+        b->rng ^= b->rng << 13, b->rng ^= b->rng >> 7, b->rng ^= b->rng << 17; /* a seed per tensor */
+        t->fill_seed = b->rng;
     }
     w->synthetic[w->n_synthetic++] = t;
     *out = t;

@@ -33,7 +33,7 @@ typedef struct model_weights {
     const gale_tensor *lm_head;    /* [V, H]; == embed when tied */
     layer_weights *layers;         /* [n_layers] */
     gale_tensor *expert_views;     /* storage of every layer's expert views */
-    gale_tensor **synthetic;       /* dummy weights: each tensor and its data in one block */
+    gale_tensor **synthetic;       /* dummy weights: each tensor (and a norm's data) in one block */
     size_t n_synthetic, cap_synthetic;
 } model_weights;
 
@@ -43,7 +43,8 @@ gale_status weights_bind(const gale_config *config, tensor_table *table, model_w
 /* For benchmarks of shapes whose weights are not at hand: binds every tensor the config
  * implies to seeded pseudo-random bf16 values — uniform with variance 1/fan-in for
  * matrices (activations stay of order one through the layers), 1 for norm weights
- * (Gemma's 0 under its 1 + w) — ignoring table, which may be empty. */
+ * (Gemma's 0 under its 1 + w) — ignoring table, which may be empty. Matrices have no
+ * data: the backend fills them where it places them (core/tensor.h: tensor_is_synthetic). */
 gale_status weights_bind_dummy(const gale_config *config, uint64_t seed, tensor_table *table, model_weights *out);
 void weights_free(model_weights *weights);
 

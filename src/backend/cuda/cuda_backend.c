@@ -71,8 +71,25 @@ static gale_status cuda_stage_ints(backend *b, int slot, const int32_t *src, siz
     return GALE_OK;
 }
 
+/* A synthetic (dummy) weight is filled on the GPU with cuRAND. */
+static gale_status upload_synthetic(backend *b, const gale_tensor *host, gale_tensor *out) {
+    const uint64_t n = tensor_numel(host);
+    void *bf16 = NULL;
+    GALE_TRY(cuda_alloc(b, n * 2, &bf16));
+    gale_status status = kernel_fill_uniform_bf16(bf16, n, host->fill_amplitude, host->fill_seed, cuda_backend_state(b)->stream);
+    if (status != GALE_OK) {
+        cudaFree(bf16);
+        return status;
+    }
+    *out = *host;
+    out->data = bf16;
+    out->fill_amplitude = 0;
+    return GALE_OK;
+}
+
 /* The stored bytes go up as they are and are dequantised to bf16 on the GPU. */
 static gale_status cuda_upload_weight(backend *b, const gale_tensor *host, gale_tensor *out) {
+    if (tensor_is_synthetic(host)) return upload_synthetic(b, host, out);
     cuda_state *st = cuda_backend_state(b);
     uint64_t n = tensor_numel(host);
     void *raw = NULL, *bf16 = NULL;
@@ -180,6 +197,47 @@ static gale_status cuda_gather_rows(backend *b, void *dst, const void *src, cons
     return GALE_OK;
 }
 
+/* The rows' rules and penalty pairs go up in one copy, the ids come back in one. */
+static gale_status cuda_sample(backend *b, const void *logits, int rows, int vocab, const sample_row *rule, int32_t *ids) {
+    cuda_state *st = cuda_backend_state(b);
+    if (rows <= 0) return GALE_OK;
+    size_t pairs = 0;
+    for (int r = 0; r < rows; r++) pairs += (size_t)rule[r].n_penalty;
+    const size_t params_bytes = (size_t)rows * sizeof(sample_params);
+    const size_t bytes = params_bytes + 2 * pairs * sizeof(int32_t) + (size_t)rows * sizeof(int32_t);
+    if (bytes > st->sample_host_cap) {
+        void *grown = realloc(st->sample_host, bytes * 2);
+        if (!grown) return gale_error(GALE_ERR_OOM, "CUDA sample: out of memory for %d rows", rows);
+        st->sample_host = grown;
+        st->sample_host_cap = bytes * 2;
+    }
+    GALE_TRY(cuda_grow_buffer(&st->sample_dev, &st->sample_dev_cap, bytes));
+    GALE_TRY(cuda_grow_buffer((void **)&st->sample_work, &st->sample_work_cap, kernel_sample_workspace_bytes(rows, vocab)));
+    sample_params *params = st->sample_host;
+    int32_t *pair_ids = (int32_t *)((char *)st->sample_host + params_bytes), *pair_counts = pair_ids + pairs;
+    size_t offset = 0;
+    for (int r = 0; r < rows; r++) {
+        const gale_sampling_params *p = &rule[r].params;
+        params[r] = (sample_params){.temperature = p->temperature, .top_k = p->top_k, .top_p = p->top_p,
+                                    .min_p = p->min_p, .repetition_penalty = p->repetition_penalty,
+                                    .presence_penalty = p->presence_penalty, .frequency_penalty = p->frequency_penalty,
+                                    .penalty_offset = (int32_t)offset, .penalty_count = rule[r].n_penalty,
+                                    .seed = p->seed, .draw = rule[r].draw};
+        memcpy(pair_ids + offset, rule[r].penalty_ids, (size_t)rule[r].n_penalty * sizeof *pair_ids);
+        memcpy(pair_counts + offset, rule[r].penalty_counts, (size_t)rule[r].n_penalty * sizeof *pair_counts);
+        offset += (size_t)rule[r].n_penalty;
+    }
+    char *dev = st->sample_dev;
+    const size_t in_bytes = bytes - (size_t)rows * sizeof(int32_t);
+    CUDA_CALL(cudaMemcpyAsync(dev, st->sample_host, in_bytes, cudaMemcpyHostToDevice, st->stream), "sample parameters");
+    int32_t *dev_ids = (int32_t *)(dev + in_bytes);
+    GALE_TRY(kernel_sample_bf16(logits, rows, vocab, (const sample_params *)dev, (const int32_t *)(dev + params_bytes),
+                                (const int32_t *)(dev + params_bytes) + pairs, st->sample_work, dev_ids, st->stream));
+    CUDA_CALL(cudaMemcpyAsync(ids, dev_ids, (size_t)rows * sizeof *ids, cudaMemcpyDeviceToHost, st->stream), "sampled ids");
+    CUDA_CALL(cudaStreamSynchronize(st->stream), "sample");
+    return GALE_OK;
+}
+
 const backend_ops cuda_backend_ops = {
     .name = "cuda",
     .act_size = 2,
@@ -203,6 +261,7 @@ const backend_ops cuda_backend_ops = {
     .zero = cuda_zero,
     .gather_rows = cuda_gather_rows,
     .moe = cuda_moe,
+    .sample = cuda_sample,
 };
 
 gale_status cuda_backend_open(backend *b) {
@@ -231,6 +290,9 @@ void cuda_backend_close(backend *b) {
     if (st->stream) cudaStreamSynchronize(st->stream);
     for (int i = 0; i < CUDA_STAGE_SLOTS; i++) cudaFree(st->stage[i]);
     cudaFree(st->f32);
+    cudaFree(st->sample_dev);
+    cudaFree(st->sample_work);
+    free(st->sample_host);
     cuda_moe_free(b);
     if (st->cublas) cublasDestroy(st->cublas);
     if (st->stream) cudaStreamDestroy(st->stream);

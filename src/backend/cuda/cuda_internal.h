@@ -21,6 +21,13 @@ typedef struct cuda_state {
     float *f32;                       /* device scratch for to_host */
     size_t f32_cap;
     cuda_moe_state *moe;              /* NULL until the first MoE layer */
+    /* the sample op's buffers, grown on demand */
+    void *sample_dev;                 /* device: params, then pair ids, pair counts, out ids */
+    size_t sample_dev_cap;
+    float *sample_work;               /* device: [rows, vocab] fp32 */
+    size_t sample_work_cap;
+    void *sample_host;                /* host staging of sample_dev */
+    size_t sample_host_cap;
 } cuda_state;
 
 static inline cuda_state *cuda_backend_state(backend *b) { return (cuda_state *)b->impl; }
