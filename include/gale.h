@@ -192,6 +192,8 @@ typedef struct gale_engine_params {
     int block_size;             /* tokens per KV block (default 16) */
     bool sample_on_host;        /* debugging: copy logits to the host and sample there even
                                    where the backend samples on the device (CUDA) */
+    bool enforce_eager;         /* debugging: run decode steps op by op, never as recorded
+                                   CUDA graphs (vLLM's --enforce-eager) */
 } gale_engine_params;
 
 gale_engine_params gale_engine_params_default(void);

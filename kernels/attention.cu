@@ -41,6 +41,10 @@ __global__ void paged_attention_kernel(const uint16_t *__restrict__ q, const uin
                                        const int32_t *__restrict__ seq_of, int n_heads, int n_kv_heads, int head_dim,
                                        float scale, float softcap, int window, uint16_t *__restrict__ out) {
     const int token = blockIdx.x / n_heads, head = blockIdx.x % n_heads;
+    if (seq_of[token] < 0) { /* a padding row of a recorded decode step */
+        for (int d = threadIdx.x; d < head_dim; d += ATTN_THREADS) out[((size_t)token * n_heads + head) * head_dim + d] = 0;
+        return;
+    }
     const int kv_head = head / (n_heads / n_kv_heads), kv_dim = n_kv_heads * head_dim;
     const int pos = positions[token];
     const int first = window > 0 && pos - window + 1 > 0 ? pos - window + 1 : 0;

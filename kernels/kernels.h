@@ -32,7 +32,10 @@ gale_status kernel_dequant_bf16(gale_dtype dtype, const void *src, uint64_t n,
 
 /* Activations on the GPU are bf16 bit patterns (uint16_t or __nv_bfloat16 in device
  * memory), row-major; norm weights, rotary frequencies and logits are fp32. Each kernel's
- * CPU reference is the backend op of the same name in src/backend/cpu/ops.c. */
+ * CPU reference is the backend op of the same name in src/backend/cpu/ops.c.
+ *
+ * A token whose seq_of is negative is padding (a recorded decode step run for more rows
+ * than it has): the KV-store kernels skip it and the attention kernels write zeros. */
 
 /* ---- norm.cu ---------------------------------------------------------------------- */
 

@@ -29,6 +29,7 @@ __global__ void rope_store_kv_kernel(uint16_t *q, uint16_t *k, const uint16_t *_
                                      uint16_t *key_cache, uint16_t *value_cache, const int32_t *__restrict__ block_tables,
                                      int table_stride, int block_size) {
     const int token = blockIdx.x, half = head_dim / 2, kv_dim = n_kv_heads * head_dim;
+    if (seq_of[token] < 0) return; /* a padding row of a recorded decode step: nothing to store */
     const int pos = positions[token];
     const int32_t block = block_tables[(size_t)seq_of[token] * table_stride + pos / block_size];
     const size_t slot = ((size_t)block * block_size + pos % block_size) * kv_dim;

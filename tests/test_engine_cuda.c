@@ -7,6 +7,10 @@
  *   - 32 greedy tokens, one forward per token through the paged cache: where the GPU's
  *     choice differs from the CPU's on the same prefix, it must be a near-tie in the CPU's
  *     fp32 logits (margin under 2 % of their range), and the comparison stops there.
+ *   - decode steps replayed as CUDA graphs give bit-identical logits to the same steps run
+ *     op by op (enforce_eager), every family; the engine with graphs, batches of changing
+ *     size (padding rows), gives the same tokens in two runs and finishes every request;
+ *   - dummy weights filled on the GPU give finite, bounded logits, the same for a seed.
  * Without CUDA in the build, or without a GPU at run time (as on CI), every test skips
  * itself with the reason. */
 #include <criterion/criterion.h>
@@ -17,6 +21,7 @@
 #include <string.h>
 
 #include "backend/device.h"
+#include "core/mapped_file.h"
 #include "core/npy.h"
 #include "cuda_test_support.h"
 #include "test_support.h"
@@ -24,14 +29,17 @@
 static const char *const families[] = {"llama", "mistral", "mixtral", "gemma", "gemma2", "gemma3_text"};
 enum { N_FAMILIES = sizeof families / sizeof families[0] };
 
-static gale_session *session_on(const gale_model *m, gale_device device) {
+static gale_session *session_with(const gale_model *m, gale_device device, bool eager) {
     gale_engine_params ep = gale_engine_params_default();
     ep.device = device;
     ep.n_threads = 2;
+    ep.enforce_eager = eager;
     gale_session *s = NULL;
     cr_assert_eq(gale_session_new(m, &ep, &s), GALE_OK, "%s", gale_last_error());
     return s;
 }
+
+static gale_session *session_on(const gale_model *m, gale_device device) { return session_with(m, device, false); }
 
 static int32_t *fixture_ids(const char *family, int *n) {
     char path[256];
@@ -110,4 +118,103 @@ ParameterizedTest(size_t *index, engine_cuda, greedy_follows_cpu_up_to_near_ties
     gale_session_free(cpu);
     free(ids);
     gale_model_free(m);
+}
+
+ParameterizedTestParameters(engine_cuda, graph_replay_is_bit_identical_to_eager) { return index_params(N_FAMILIES); }
+ParameterizedTest(size_t *index, engine_cuda, graph_replay_is_bit_identical_to_eager) {
+    require_cuda();
+    const char *family = families[*index];
+    gale_model *m = load_tiny(family);
+    int n;
+    int32_t *ids = fixture_ids(family, &n);
+    const int prompt = 20, vocab = gale_model_config(m)->vocab;
+    gale_session *graphs = session_with(m, GALE_DEVICE_CUDA, false), *eager = session_with(m, GALE_DEVICE_CUDA, true);
+    float *a = malloc((size_t)vocab * sizeof *a), *b = malloc((size_t)vocab * sizeof *b);
+    cr_assert_eq(gale_session_forward(graphs, ids, prompt, false, a), GALE_OK, "%s", gale_last_error());
+    cr_assert_eq(gale_session_forward(eager, ids, prompt, false, b), GALE_OK, "%s", gale_last_error());
+    /* the fixture's next tokens one at a time: step 1 is recorded, the rest replay */
+    for (int step = prompt; step < n; step++) {
+        cr_assert_eq(gale_session_forward(graphs, &ids[step], 1, false, a), GALE_OK, "%s", gale_last_error());
+        cr_assert_eq(gale_session_forward(eager, &ids[step], 1, false, b), GALE_OK, "%s", gale_last_error());
+        cr_assert_eq(memcmp(a, b, (size_t)vocab * sizeof *a), 0, "%s position %d: replayed logits differ from eager ones",
+                     family, step);
+    }
+    free(a), free(b);
+    gale_session_free(graphs);
+    gale_session_free(eager);
+    free(ids);
+    gale_model_free(m);
+}
+
+/* Five requests of different lengths: decode batches of 5, 4, … sequences replay graphs
+ * of sizes 8, 4, 2, 1 with padding rows. */
+static void engine_tokens(const gale_model *m, int32_t out[5][40]) {
+    gale_engine_params ep = gale_engine_params_default();
+    ep.device = GALE_DEVICE_CUDA;
+    ep.max_num_seqs = 8;
+    gale_engine *e = NULL;
+    cr_assert_eq(gale_engine_new(m, NULL, &ep, &e), GALE_OK, "%s", gale_last_error());
+    const int32_t prompt[] = {1, 15, 27, 99, 3, 42, 7, 11, 5, 64, 33, 2};
+    uint64_t id[5];
+    for (int r = 0; r < 5; r++) {
+        gale_request q = gale_request_default();
+        q.ids = prompt, q.n_ids = (size_t)(3 + 2 * r), q.max_new_tokens = 8 * (r + 1), q.ignore_eos = true;
+        cr_assert_eq(gale_engine_submit(e, &q, &id[r]), GALE_OK, "%s", gale_last_error());
+    }
+    int got[5] = {0};
+    while (gale_engine_busy(e)) {
+        const gale_output *o;
+        size_t count;
+        cr_assert_eq(gale_engine_step(e, &o, &count), GALE_OK, "%s", gale_last_error());
+        for (size_t i = 0; i < count; i++)
+            for (int r = 0; r < 5; r++)
+                if (o[i].request_id == id[r] && o[i].token >= 0) out[r][got[r]++] = o[i].token;
+    }
+    for (int r = 0; r < 5; r++) cr_assert_eq(got[r], 8 * (r + 1), "request %d: %d tokens", r, got[r]);
+    gale_engine_free(e);
+}
+
+Test(engine_cuda, recorded_batches_of_changing_size_are_deterministic) {
+    require_cuda();
+    gale_model *m = load_tiny("mistral");
+    int32_t a[5][40], b[5][40];
+    engine_tokens(m, a);
+    engine_tokens(m, b);
+    for (int r = 0; r < 5; r++)
+        for (int t = 0; t < 8 * (r + 1); t++) cr_assert_eq(a[r][t], b[r][t], "request %d token %d differs between runs", r, t);
+    gale_model_free(m);
+}
+
+Test(engine_cuda, dummy_weights_filled_on_the_gpu) {
+    require_cuda();
+    char src[600];
+    snprintf(src, sizeof src, "%s/config.json", fixture("tiny/llama"));
+    char *config = NULL;
+    size_t len = 0;
+    cr_assert_eq(read_text_file(src, &config, &len), GALE_OK, "%s", gale_last_error());
+    char *dir = make_temp_dir();
+    write_text_file(dir, "config.json", config);
+    free(config);
+    float *logits[2];
+    int vocab = 0;
+    for (int run = 0; run < 2; run++) {
+        gale_load_params p = gale_load_params_default();
+        p.quiet = true, p.dummy_weights = true, p.dummy_seed = 5;
+        gale_model *m = NULL;
+        cr_assert_eq(gale_model_load(dir, &p, &m), GALE_OK, "%s", gale_last_error());
+        vocab = gale_model_config(m)->vocab;
+        gale_session *s = session_on(m, GALE_DEVICE_CUDA);
+        const int32_t ids[] = {1, 2, 3, 4, 5};
+        logits[run] = malloc((size_t)vocab * sizeof(float));
+        cr_assert_eq(gale_session_forward(s, ids, 5, false, logits[run]), GALE_OK, "%s", gale_last_error());
+        gale_session_free(s);
+        gale_model_free(m);
+    }
+    for (int v = 0; v < vocab; v++) {
+        cr_assert(isfinite(logits[0][v]) && fabsf(logits[0][v]) < 100, "logit %d is %g", v, logits[0][v]);
+        cr_assert_eq(logits[0][v], logits[1][v], "logit %d: the same seed gave other weights", v);
+    }
+    free(logits[0]), free(logits[1]);
+    remove_tree(dir);
+    free(dir);
 }

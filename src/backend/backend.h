@@ -109,6 +109,17 @@ typedef struct backend_ops {
     /* ids[rows] (host) = a token per row of logits [rows, vocab] (activation values) under
      * each row's rule, drawn on the device: only the ids travel to the host */
     gale_status (*sample)(backend *b, const void *logits, int rows, int vocab, const sample_row *rule, int32_t *ids);
+
+    /* ---- recorded steps (optional; NULL: every step runs op by op) ---- */
+    /* Between graph_begin and graph_end the ops are recorded, not run: *graph then replays
+     * them with graph_launch (same buffers, same sizes; staged integer arrays read anew).
+     * graph_end must follow graph_begin even when an op failed in between. */
+    gale_status (*graph_begin)(backend *b);
+    gale_status (*graph_end)(backend *b, void **graph);
+    gale_status (*graph_launch)(backend *b, void *graph);
+    void (*graph_free)(backend *b, void *graph);
+    /* changes whenever backend memory was freed: a graph recorded before may point at it */
+    uint64_t (*buffers_epoch)(backend *b);
 } backend_ops;
 
 /* A Mixtral layer's experts, as the backend reads them. */

@@ -11,11 +11,17 @@
 #ifdef GALE_HAVE_CUDA
 #include "backend/cuda/cuda_backend.h"
 #endif
+#include "core/log.h"
 #include "core/status.h"
 #include "engine/runner.h"
 #include "model/config.h"
 #include "model/model.h"
 #include "model/quant.h"
+
+/* Sizes of the recorded decode steps: a step of n sequences replays the smallest that
+ * holds it, its extra rows padding (seq_of -1: no KV written, attention zero). */
+static const int graph_sizes[] = {1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 160, 192, 224, 256};
+#define N_GRAPH_SIZES ((int)(sizeof graph_sizes / sizeof graph_sizes[0]))
 
 typedef struct layer_norms {
     float *attn, *ffn, *post_attn, *post_ffn, *q, *k; /* fp32 in backend memory; NULL when absent */
@@ -44,6 +50,14 @@ struct model_runner {
     void *logits;            /* [cap_logits, vocab] */
     int cap_tables;
     int32_t *tables;         /* host [n_groups, n_seqs, stride] block tables for the batch */
+    /* decode steps recorded as backend graphs (CUDA graphs), one per size in graph_sizes */
+    bool graphs_on;          /* the backend records, enforce_eager is off, no recording failed */
+    bool graph_ready;        /* buffers grown once for the largest recorded size */
+    int graph_max;           /* the largest graph size ≤ max_num_seqs */
+    int n_ctx;               /* the context: recorded steps' block tables have its blocks */
+    void *graphs[N_GRAPH_SIZES];
+    uint64_t graph_epoch[N_GRAPH_SIZES]; /* the backend's buffers_epoch when recorded */
+    int32_t *pad;            /* host [3, graph_max]: a recorded step's ids, positions, seq_of */
 };
 
 /* ---- set-up ---- */
@@ -259,6 +273,10 @@ gale_status runner_create(const gale_model *model, const gale_engine_params *par
         status = gale_error(GALE_ERR_UNSUPPORTED, "engine: this build of gale has no CUDA (GALE_CUDA=OFF)");
 #endif
     }
+    s->n_ctx = engine_default_context(config, params->n_ctx);
+    s->graphs_on = s->b.ops->graph_begin != NULL && !params->enforce_eager;
+    for (int i = 0; i < N_GRAPH_SIZES && graph_sizes[i] <= (params->max_num_seqs > 0 ? params->max_num_seqs : 1); i++)
+        s->graph_max = graph_sizes[i];
     if (status == GALE_OK) status = upload_params(s);
     const bool synthetic = s->w->n_synthetic > 0; /* dummy weights, to be filled */
     if (status == GALE_OK && s->b.ops != &cpu_backend_ops) {
@@ -278,6 +296,9 @@ gale_status runner_create(const gale_model *model, const gale_engine_params *par
 void runner_free(model_runner *s) {
     if (!s) return;
     backend *b = &s->b;
+    for (int i = 0; i < N_GRAPH_SIZES; i++)
+        if (s->graphs[i]) b->ops->graph_free(b, s->graphs[i]);
+    free(s->pad);
     backend_moe_free(b, &s->moe);
     void *bufs[] = {s->x, s->h, s->q, s->k, s->v, s->attn, s->gate, s->up, s->tmp, s->logits, s->params};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
@@ -395,10 +416,18 @@ static gale_status check_batch(const kv_cache *cache, const runner_batch *batch,
     return GALE_OK;
 }
 
-static gale_status gather_tables(model_runner *s, const kv_cache *cache, const runner_batch *batch, int *stride) {
-    *stride = 1;
-    for (int q = 0; q < batch->n_seqs; q++) *stride = batch->seqs[q]->n_logical > *stride ? batch->seqs[q]->n_logical : *stride;
-    int need = cache->n_groups * batch->n_seqs * *stride;
+/* The longest table of the batch's sequences: the eager step's stride. */
+static int batch_table_stride(const runner_batch *batch) {
+    int stride = 1;
+    for (int q = 0; q < batch->n_seqs; q++) stride = batch->seqs[q]->n_logical > stride ? batch->seqs[q]->n_logical : stride;
+    return stride;
+}
+
+/* s->tables = per group, rows of `stride` block ids: the n_seqs sequences' tables, then
+ * -1 up to n_rows rows (a recorded step's padding), each row padded with -1. */
+static gale_status gather_tables(model_runner *s, const kv_cache *cache, kv_seq *const *seqs, int n_seqs, int n_rows,
+                                 int stride) {
+    int need = cache->n_groups * n_rows * stride;
     if (need > s->cap_tables) {
         int32_t *grown = realloc(s->tables, (size_t)need * sizeof *grown);
         if (!grown) return gale_error(GALE_ERR_OOM, "forward: out of memory for block tables");
@@ -406,11 +435,11 @@ static gale_status gather_tables(model_runner *s, const kv_cache *cache, const r
         s->cap_tables = need;
     }
     for (int g = 0; g < cache->n_groups; g++)
-        for (int q = 0; q < batch->n_seqs; q++) {
-            int32_t *row = s->tables + ((size_t)g * batch->n_seqs + q) * *stride;
-            const kv_seq *seq = batch->seqs[q];
-            memcpy(row, seq->tables[g], (size_t)seq->n_logical * sizeof *row);
-            for (int j = seq->n_logical; j < *stride; j++) row[j] = -1;
+        for (int q = 0; q < n_rows; q++) {
+            int32_t *row = s->tables + ((size_t)g * n_rows + q) * stride;
+            const int logical = q < n_seqs ? seqs[q]->n_logical : 0;
+            if (logical) memcpy(row, seqs[q]->tables[g], (size_t)logical * sizeof *row);
+            for (int j = logical; j < stride; j++) row[j] = -1;
         }
     return GALE_OK;
 }
@@ -418,36 +447,134 @@ static gale_status gather_tables(model_runner *s, const kv_cache *cache, const r
 /* Staging slots of the forward's integer arrays (backend.h: stage_ints) */
 enum { STAGE_IDS, STAGE_POSITIONS, STAGE_SEQ_OF, STAGE_TABLES };
 
+/* Embedding, layers, final norm, lm_head and softcap over n staged tokens; the logits of
+ * `rows` of them land in s->logits: the tokens at logit_rows (host), or with logit_rows
+ * NULL the first `rows` (a decode step: every token's). Only backend ops: a graph can
+ * record it. */
+static gale_status run_model(model_runner *s, int n, const int32_t *ids, const batch_kv *kv, const int32_t *logit_rows,
+                             int rows) {
+    const gale_config *c = s->c;
+    const backend_ops *ops = s->b.ops;
+    const int H = c->hidden;
+    /* Gemma scales embeddings by sqrt(H) in the activation dtype */
+    float scale = c->embed_scale_sqrt_hidden ? (float)sqrt((double)H) : 1.0f;
+    GALE_TRY(ops->embed(&s->b, s->w->embed, ids, n, scale, s->x));
+    for (int l = 0; l < c->n_layers; l++) {
+        GALE_TRY(attention_block(s, l, n, kv));
+        GALE_TRY(mlp_block(s, l, n));
+    }
+    if (rows == 0) return GALE_OK;
+    const void *last = s->x;
+    if (logit_rows) {
+        GALE_TRY(ops->gather_rows(&s->b, s->tmp, s->x, logit_rows, rows, H));
+        last = s->tmp;
+    }
+    ops->rmsnorm(&s->b, last, rows, H, s->final_norm, c->norm_weight_offset, c->rms_norm_eps, s->h);
+    GALE_TRY(ops->matmul(&s->b, s->h, rows, s->w->lm_head, s->logits));
+    if (c->final_softcap > 0) ops->softcap(&s->b, s->logits, (size_t)rows * c->vocab, c->final_softcap);
+    return GALE_OK;
+}
+
+/* Every sequence of the batch has one token, whose logits are wanted, in order. */
+static bool is_decode_step(const runner_batch *batch) {
+    if (batch->n_tokens != batch->n_seqs || batch->n_logits != batch->n_tokens) return false;
+    for (int i = 0; i < batch->n_tokens; i++)
+        if (batch->seq_of[i] != i || batch->logit_rows[i] != i) return false;
+    return true;
+}
+
+/* Once: every buffer a recorded step uses grown to graph_max rows, so recording a smaller
+ * size later frees nothing a recorded graph holds. */
+static gale_status prepare_recording(model_runner *s, const kv_cache *cache, int stride) {
+    const backend_ops *ops = s->b.ops;
+    const int rows = s->graph_max;
+    GALE_TRY(grow_scratch(s, rows, rows));
+    if (!(s->pad = calloc(3 * (size_t)rows, sizeof *s->pad))) return gale_error(GALE_ERR_OOM, "forward: out of memory");
+    GALE_TRY(gather_tables(s, cache, NULL, 0, rows, stride));
+    const int32_t *staged;
+    const int row_slots[] = {STAGE_IDS, STAGE_POSITIONS, STAGE_SEQ_OF};
+    for (int i = 0; i < 3; i++) GALE_TRY(ops->stage_ints(&s->b, row_slots[i], s->pad, (size_t)rows, &staged));
+    GALE_TRY(ops->stage_ints(&s->b, STAGE_TABLES, s->tables, (size_t)cache->n_groups * rows * stride, &staged));
+    s->graph_ready = true;
+    return GALE_OK;
+}
+
+/* A decode step as a replayed graph: *ran false when it does not fit one (too many
+ * sequences, or a table longer than the context's). The first step of a size runs op by
+ * op — growing whatever it needs — and is then recorded for the next ones; a recording
+ * that fails turns graphs off for this runner, with a warning. */
+static gale_status forward_recorded(model_runner *s, kv_cache *cache, const runner_batch *batch, bool *ran) {
+    const backend_ops *ops = s->b.ops;
+    const int n = batch->n_tokens, stride = (s->n_ctx + cache->block_size - 1) / cache->block_size;
+    int k = 0;
+    while (k < N_GRAPH_SIZES && graph_sizes[k] < n) k++;
+    *ran = false;
+    if (k == N_GRAPH_SIZES || graph_sizes[k] > s->graph_max) return GALE_OK;
+    for (int q = 0; q < batch->n_seqs; q++)
+        if (batch->seqs[q]->n_logical > stride) return GALE_OK;
+    if (!s->graph_ready) GALE_TRY(prepare_recording(s, cache, stride));
+    const int size = graph_sizes[k];
+    int32_t *ids = s->pad, *positions = s->pad + s->graph_max, *seq_of = positions + s->graph_max;
+    for (int i = 0; i < size; i++) {
+        ids[i] = i < n ? batch->ids[i] : 0;
+        positions[i] = i < n ? batch->positions[i] : 0;
+        seq_of[i] = i < n ? i : -1;
+    }
+    GALE_TRY(gather_tables(s, cache, batch->seqs, n, size, stride));
+    const int32_t *d_ids, *d_positions, *d_seq_of, *d_tables;
+    GALE_TRY(ops->stage_ints(&s->b, STAGE_IDS, ids, (size_t)size, &d_ids));
+    GALE_TRY(ops->stage_ints(&s->b, STAGE_POSITIONS, positions, (size_t)size, &d_positions));
+    GALE_TRY(ops->stage_ints(&s->b, STAGE_SEQ_OF, seq_of, (size_t)size, &d_seq_of));
+    GALE_TRY(ops->stage_ints(&s->b, STAGE_TABLES, s->tables, (size_t)cache->n_groups * size * stride, &d_tables));
+    batch_kv kv = {cache, d_tables, size, stride, d_positions, d_seq_of};
+    *ran = true;
+    if (s->graphs[k] && s->graph_epoch[k] == ops->buffers_epoch(&s->b)) return ops->graph_launch(&s->b, s->graphs[k]);
+    if (s->graphs[k]) ops->graph_free(&s->b, s->graphs[k]);
+    s->graphs[k] = NULL;
+    GALE_TRY(run_model(s, size, d_ids, &kv, NULL, size)); /* this step, op by op */
+    gale_status status = ops->graph_begin(&s->b);
+    if (status == GALE_OK) {
+        gale_status recorded = run_model(s, size, d_ids, &kv, NULL, size);
+        void *graph = NULL;
+        status = ops->graph_end(&s->b, &graph);
+        if (recorded != GALE_OK) status = recorded;
+        if (status == GALE_OK) {
+            s->graphs[k] = graph;
+            s->graph_epoch[k] = ops->buffers_epoch(&s->b);
+        } else if (graph) {
+            ops->graph_free(&s->b, graph);
+        }
+    }
+    if (status != GALE_OK) {
+        log_warn("decode steps run op by op from here: recording one as a graph failed: %s", gale_last_error());
+        s->graphs_on = false;
+    }
+    return GALE_OK;
+}
+
 /* The forward up to the logits of the batch's logit rows, left in s->logits. */
 static gale_status forward_logits(model_runner *s, kv_cache *cache, const runner_batch *batch, bool want_logits) {
     if (!s || !cache || !batch || batch->n_tokens <= 0)
         return gale_error(GALE_ERR_INVALID_ARG, "forward: no tokens (empty prompt)");
     const gale_config *c = s->c;
     const backend_ops *ops = s->b.ops;
-    const int n = batch->n_tokens, H = c->hidden, rows = want_logits ? batch->n_logits : 0;
+    const int n = batch->n_tokens, rows = want_logits ? batch->n_logits : 0;
     GALE_TRY(check_batch(cache, batch, c->vocab));
+    if (want_logits && s->graphs_on && is_decode_step(batch)) {
+        bool ran;
+        GALE_TRY(forward_recorded(s, cache, batch, &ran));
+        if (ran) return GALE_OK;
+    }
     GALE_TRY(grow_scratch(s, n, rows));
-    int stride;
-    GALE_TRY(gather_tables(s, cache, batch, &stride));
+    const int stride = batch_table_stride(batch);
+    GALE_TRY(gather_tables(s, cache, batch->seqs, batch->n_seqs, batch->n_seqs, stride));
     const int32_t *ids, *positions, *seq_of, *tables;
     GALE_TRY(ops->stage_ints(&s->b, STAGE_IDS, batch->ids, (size_t)n, &ids));
     GALE_TRY(ops->stage_ints(&s->b, STAGE_POSITIONS, batch->positions, (size_t)n, &positions));
     GALE_TRY(ops->stage_ints(&s->b, STAGE_SEQ_OF, batch->seq_of, (size_t)n, &seq_of));
     GALE_TRY(ops->stage_ints(&s->b, STAGE_TABLES, s->tables, (size_t)cache->n_groups * batch->n_seqs * stride, &tables));
     batch_kv kv = {cache, tables, batch->n_seqs, stride, positions, seq_of};
-    /* Gemma scales embeddings by sqrt(H) in the activation dtype */
-    float scale = c->embed_scale_sqrt_hidden ? (float)sqrt((double)H) : 1.0f;
-    GALE_TRY(ops->embed(&s->b, s->w->embed, ids, n, scale, s->x));
-    for (int l = 0; l < c->n_layers; l++) {
-        GALE_TRY(attention_block(s, l, n, &kv));
-        GALE_TRY(mlp_block(s, l, n));
-    }
-    if (rows == 0) return GALE_OK;
-    GALE_TRY(ops->gather_rows(&s->b, s->tmp, s->x, batch->logit_rows, rows, H));
-    ops->rmsnorm(&s->b, s->tmp, rows, H, s->final_norm, c->norm_weight_offset, c->rms_norm_eps, s->h);
-    GALE_TRY(ops->matmul(&s->b, s->h, rows, s->w->lm_head, s->logits));
-    if (c->final_softcap > 0) ops->softcap(&s->b, s->logits, (size_t)rows * c->vocab, c->final_softcap);
-    return GALE_OK;
+    return run_model(s, n, ids, &kv, batch->logit_rows, rows);
 }
 
 gale_status runner_forward(model_runner *s, kv_cache *cache, const runner_batch *batch, float *logits) {

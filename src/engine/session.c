@@ -45,7 +45,9 @@ gale_status gale_session_new(const gale_model *model, const gale_engine_params *
     const gale_config *c = gale_model_config(model);
     s->n_ctx = engine_default_context(c, params->n_ctx);
     int block_size = params->block_size ? params->block_size : KV_DEFAULT_BLOCK_SIZE;
-    gale_status status = runner_create(model, params, &s->runner);
+    gale_engine_params one = *params;
+    one.max_num_seqs = 1; /* one sequence: decode steps are recorded for a batch of one */
+    gale_status status = runner_create(model, &one, &s->runner);
     if (status == GALE_OK) {
         backend *b = runner_backend(s->runner);
         size_t blocks = (size_t)((s->n_ctx + block_size - 1) / block_size);

@@ -38,9 +38,20 @@ static gale_status cuda_alloc(backend *b, size_t bytes, void **out) {
     return GALE_OK;
 }
 
+/* Bumped whenever device memory is freed (cuda_release, cuda_grow_buffer): a recorded
+ * graph may hold the freed address. Process-wide, so graphs are at worst re-recorded once
+ * more than needed. */
+static uint64_t freed_epoch;
+
 static void cuda_release(backend *b, void *p) {
     (void)b;
+    if (p) freed_epoch++;
     cudaFree(p);
+}
+
+static uint64_t cuda_buffers_epoch(backend *b) {
+    (void)b;
+    return freed_epoch;
 }
 
 static gale_status cuda_upload(backend *b, void *dst, const void *src, size_t bytes) {
@@ -51,6 +62,7 @@ static gale_status cuda_upload(backend *b, void *dst, const void *src, size_t by
 
 gale_status cuda_grow_buffer(void **buf, size_t *cap, size_t bytes) {
     if (bytes <= *cap) return GALE_OK;
+    if (*buf) freed_epoch++;
     cudaFree(*buf);
     *buf = NULL;
     *cap = 0;
@@ -238,6 +250,36 @@ static gale_status cuda_sample(backend *b, const void *logits, int rows, int voc
     return GALE_OK;
 }
 
+/* ---- CUDA graphs: a decode step recorded once per batch size and replayed ---- */
+
+static gale_status cuda_graph_begin(backend *b) {
+    /* thread-local: another thread's unrelated CUDA calls do not break the recording */
+    CUDA_CALL(cudaStreamBeginCapture(cuda_backend_state(b)->stream, cudaStreamCaptureModeThreadLocal), "begin graph capture");
+    return GALE_OK;
+}
+
+static gale_status cuda_graph_end(backend *b, void **graph) {
+    *graph = NULL;
+    cudaGraph_t recorded = NULL;
+    CUDA_CALL(cudaStreamEndCapture(cuda_backend_state(b)->stream, &recorded), "end graph capture");
+    cudaGraphExec_t exec = NULL;
+    cudaError_t err = cudaGraphInstantiate(&exec, recorded, 0);
+    cudaGraphDestroy(recorded);
+    if (err != cudaSuccess) return cuda_fail(err, "instantiate graph");
+    *graph = exec;
+    return GALE_OK;
+}
+
+static gale_status cuda_graph_launch(backend *b, void *graph) {
+    CUDA_CALL(cudaGraphLaunch((cudaGraphExec_t)graph, cuda_backend_state(b)->stream), "graph launch");
+    return GALE_OK;
+}
+
+static void cuda_graph_free(backend *b, void *graph) {
+    (void)b;
+    if (graph) cudaGraphExecDestroy((cudaGraphExec_t)graph);
+}
+
 const backend_ops cuda_backend_ops = {
     .name = "cuda",
     .act_size = 2,
@@ -262,6 +304,11 @@ const backend_ops cuda_backend_ops = {
     .gather_rows = cuda_gather_rows,
     .moe = cuda_moe,
     .sample = cuda_sample,
+    .graph_begin = cuda_graph_begin,
+    .graph_end = cuda_graph_end,
+    .graph_launch = cuda_graph_launch,
+    .graph_free = cuda_graph_free,
+    .buffers_epoch = cuda_buffers_epoch,
 };
 
 gale_status cuda_backend_open(backend *b) {
@@ -275,8 +322,16 @@ gale_status cuda_backend_open(backend *b) {
         cuda_backend_close(b);
         return cuda_fail(err, "stream");
     }
+    /* cuBLAS gets its workspace from us: it must not allocate while a graph records */
+    err = cudaMalloc(&st->cublas_workspace, CUBLAS_WORKSPACE_BYTES);
+    if (err != cudaSuccess) {
+        cuda_backend_close(b);
+        return cuda_fail(err, "cuBLAS workspace");
+    }
     cublasStatus_t status = cublasCreate(&st->cublas);
     if (status == CUBLAS_STATUS_SUCCESS) status = cublasSetStream(st->cublas, st->stream);
+    if (status == CUBLAS_STATUS_SUCCESS)
+        status = cublasSetWorkspace(st->cublas, st->cublas_workspace, CUBLAS_WORKSPACE_BYTES);
     if (status != CUBLAS_STATUS_SUCCESS) {
         cuda_backend_close(b);
         return cublas_fail(status, "handle");
@@ -295,6 +350,7 @@ void cuda_backend_close(backend *b) {
     free(st->sample_host);
     cuda_moe_free(b);
     if (st->cublas) cublasDestroy(st->cublas);
+    cudaFree(st->cublas_workspace);
     if (st->stream) cudaStreamDestroy(st->stream);
     free(st);
     b->impl = NULL;

@@ -10,12 +10,15 @@
 #include "core/status.h"
 
 enum { CUDA_STAGE_SLOTS = 4 };
+/* cuBLAS's workspace (cublasSetWorkspace): NVIDIA suggests 32 MiB on Hopper */
+#define CUBLAS_WORKSPACE_BYTES ((size_t)32 << 20)
 
 typedef struct cuda_moe_state cuda_moe_state; /* cuda_moe.c's buffers */
 
 typedef struct cuda_state {
     cudaStream_t stream;
     cublasHandle_t cublas;
+    void *cublas_workspace;           /* CUBLAS_WORKSPACE_BYTES */
     int32_t *stage[CUDA_STAGE_SLOTS]; /* device copies of the forward's integer arrays */
     size_t stage_cap[CUDA_STAGE_SLOTS];
     float *f32;                       /* device scratch for to_host */
