@@ -9,6 +9,8 @@
 #ifndef GALE_KERNELS_H
 #define GALE_KERNELS_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "gale.h"
@@ -94,6 +96,15 @@ gale_status kernel_embed_bf16(const void *table, int vocab, int dim, const int32
 /* dst[n] (bf16) = uniform in [-amplitude, amplitude] from cuRAND Philox with this seed:
  * a synthetic tensor's values (core/tensor.h); amplitude > 0. */
 gale_status kernel_fill_uniform_bf16(void *dst, uint64_t n, float amplitude, uint64_t seed, void *stream);
+
+/* ---- gemv.cu ---------------------------------------------------------------------- */
+
+#define GEMV_MAX_ROWS 8
+/* y[n, out] = x[n, in] · wᵀ (bf16, fp32 accumulation) for a few rows: the decode GEMM
+ * written to stream the weight at the memory bandwidth. Supported when 1 ≤ n ≤
+ * GEMV_MAX_ROWS, in % 8 == 0 and x, w 16-byte aligned. */
+bool kernel_gemv_supported(const void *x, const void *w, int n, int in_dim);
+gale_status kernel_gemv_bf16(const void *x, int n, const void *w, int out_dim, int in_dim, void *y, void *stream);
 
 /* ---- sample.cu -------------------------------------------------------------------- */
 

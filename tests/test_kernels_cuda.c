@@ -308,3 +308,49 @@ Test(kernels_cuda, paged_attention_matches_cpu) {
     check_attention(4, 2, 64, 100, 0.0f);
 #endif
 }
+
+#ifdef GALE_HAVE_CUDA
+
+/* The decode GEMV against the CPU matmul on the same bf16 values: one bf16 rounding of the
+ * result (2^-8 relative) plus the fp32 sum's order, bounded by 2^-20 · Σ|w·x| (in ≤ 14336
+ * terms, each rounding at most 2^-24 of the running magnitude). */
+static void check_gemv(int n, int out_dim, int in_dim) {
+    float *x, *w;
+    uint16_t *hx = random_bf16((size_t)n * in_dim, -1, 1, &x), *hw = random_bf16((size_t)out_dim * in_dim, -1, 1, &w);
+    uint16_t *d_x = to_device(hx, (size_t)n * in_dim * 2), *d_w = to_device(hw, (size_t)out_dim * in_dim * 2);
+    uint16_t *d_y = guarded_device_bf16((size_t)n * out_dim, NULL);
+    cr_assert(kernel_gemv_supported(d_x, d_w, n, in_dim), "gemv %d×%d×%d should be supported", n, out_dim, in_dim);
+    cr_assert_eq(kernel_gemv_bf16(d_x, n, d_w, out_dim, in_dim, d_y, NULL), GALE_OK, "%s", gale_last_error());
+    float *gpu = download_bf16(d_y, (size_t)n * out_dim, "gemv out");
+    gale_tensor t = {.dtype = GALE_F32, .n_dims = 2, .shape = {out_dim, in_dim}, .data = w,
+                     .nbytes = (uint64_t)out_dim * in_dim * 4};
+    float *ref = malloc((size_t)n * out_dim * sizeof *ref);
+    backend b = cpu_reference_backend();
+    cr_assert_eq(b.ops->matmul(&b, x, n, &t, ref), GALE_OK, "%s", gale_last_error());
+    for (int r = 0; r < n; r++)
+        for (int o = 0; o < out_dim; o++) {
+            double magnitude = 0;
+            for (int k = 0; k < in_dim; k++) magnitude += fabs((double)x[(size_t)r * in_dim + k] * w[(size_t)o * in_dim + k]);
+            const float expect = ref[(size_t)r * out_dim + o], got = gpu[(size_t)r * out_dim + o];
+            cr_assert(fabs((double)got - expect) <= 0x1p-8 * fabs(expect) + 0x1p-20 * magnitude,
+                      "gemv %d×%d×%d: y[%d, %d] is %.7g on the GPU, %.7g on the CPU", n, out_dim, in_dim, r, o, got, expect);
+        }
+    thread_pool_destroy(b.pool);
+    CUDA_ASSERT(cudaFree(d_x));
+    CUDA_ASSERT(cudaFree(d_w));
+    free(hx), free(hw), free(x), free(w), free(gpu), free(ref);
+}
+
+#endif
+
+Test(kernels_cuda, gemv_matches_cpu_matmul) {
+    require_cuda();
+#ifdef GALE_HAVE_CUDA
+    const int shapes[][2] = {{576, 576}, {1000, 640}, {49153, 576}, {37, 14336}, {4096, 4104}};
+    for (int s = 0; s < 5; s++)
+        for (int n = 1; n <= GEMV_MAX_ROWS; n += (s == 0 ? 1 : 3)) check_gemv(n, shapes[s][0], shapes[s][1]);
+    cr_assert(!kernel_gemv_supported((void *)16, (void *)16, 9, 64), "9 rows: cuBLAS's");
+    cr_assert(!kernel_gemv_supported((void *)16, (void *)16, 1, 60), "in not a multiple of 8");
+    cr_assert(!kernel_gemv_supported((void *)18, (void *)16, 1, 64), "misaligned x");
+#endif
+}

@@ -151,6 +151,8 @@ static gale_status cuda_matmul(backend *b, const void *x, int n, const gale_tens
     if (w->n_dims != 2 || w->dtype != GALE_BF16)
         return gale_error(GALE_ERR_SHAPE, "CUDA matmul: weight must be an uploaded 2-D bf16 tensor");
     const int out = (int)w->shape[0], in = (int)w->shape[1];
+    if (cuda_backend_state(b)->gemv && kernel_gemv_supported(x, w->data, n, in))
+        return kernel_gemv_bf16(x, n, w->data, out, in, y, cuda_backend_state(b)->stream);
     const float one = 1.0f, zero = 0.0f;
     cublasStatus_t status = cublasGemmEx(cuda_backend_state(b)->cublas, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &one, w->data,
                                          CUDA_R_16BF, in, x, CUDA_R_16BF, in, &zero, y, CUDA_R_16BF, out,
@@ -322,6 +324,10 @@ gale_status cuda_backend_open(backend *b) {
         cuda_backend_close(b);
         return cuda_fail(err, "stream");
     }
+    /* the hand-written decode GEMV only when asked, until the GPU benchmark (gale bench
+     * kernels dense) has shown where it beats cuBLAS */
+    const char *gemv = getenv("GALE_GEMV");
+    st->gemv = gemv && strcmp(gemv, "1") == 0;
     /* cuBLAS gets its workspace from us: it must not allocate while a graph records */
     err = cudaMalloc(&st->cublas_workspace, CUBLAS_WORKSPACE_BYTES);
     if (err != cudaSuccess) {

@@ -5,6 +5,7 @@
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
+#include <stdbool.h>
 
 #include "backend/backend.h"
 #include "core/status.h"
@@ -19,6 +20,8 @@ typedef struct cuda_state {
     cudaStream_t stream;
     cublasHandle_t cublas;
     void *cublas_workspace;           /* CUBLAS_WORKSPACE_BYTES */
+    bool gemv;                        /* decode GEMMs of ≤ GEMV_MAX_ROWS rows on kernels/gemv.cu
+                                         (GALE_GEMV=1) instead of cuBLAS */
     int32_t *stage[CUDA_STAGE_SLOTS]; /* device copies of the forward's integer arrays */
     size_t stage_cap[CUDA_STAGE_SLOTS];
     float *f32;                       /* device scratch for to_host */
