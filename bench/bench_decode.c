@@ -1,6 +1,6 @@
 /* bench_decode — decode steps of B sequences at once, against the memory roofline.
  *
- *   bench_decode MODEL [--dummy-weights] [--device cpu|cuda] [--batch 1,8,32]
+ *   bench_decode MODEL [--dummy-weights] [--device cpu|cuda] [--eager] [--batch 1,8,32]
  *                [--prompt P] [--steps S] [--threads N]
  *
  * For each batch size B: B requests of P random prompt tokens go through gale_engine;
@@ -21,13 +21,13 @@
 
 typedef struct options {
     const char *model;
-    bool dummy;
+    bool dummy, eager;
     gale_device device;
     int batches[8], n_batches, prompt, steps, threads;
 } options;
 
 static int usage(void) {
-    fprintf(stderr, "usage: bench_decode MODEL [--dummy-weights] [--device cpu|cuda] [--batch 1,8,32] [--prompt P] "
+    fprintf(stderr, "usage: bench_decode MODEL [--dummy-weights] [--device cpu|cuda] [--eager] [--batch 1,8,32] [--prompt P] "
                     "[--steps S] [--threads N]\n");
     return 2;
 }
@@ -37,6 +37,7 @@ static bool parse(int argc, char **argv, options *o) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--dummy-weights") == 0) o->dummy = true;
+        else if (strcmp(a, "--eager") == 0) o->eager = true;
         else if (strcmp(a, "--device") == 0 && v && (strcmp(v, "cpu") == 0 || strcmp(v, "cuda") == 0))
             o->device = strcmp(v, "cuda") == 0 ? GALE_DEVICE_CUDA : GALE_DEVICE_CPU, i++;
         else if (strcmp(a, "--batch") == 0 && v) {
@@ -79,6 +80,7 @@ static int run_batch(const gale_model *m, const options *o, int batch, double ba
     const gale_config *c = gale_model_config(m);
     gale_engine_params p = gale_engine_params_default();
     p.device = o->device;
+    p.enforce_eager = o->eager; /* CUDA graphs are the default: --eager times the op-by-op steps */
     p.n_threads = o->threads;
     p.max_num_seqs = batch;
     p.max_num_batched_tokens = 4096;

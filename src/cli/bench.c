@@ -39,6 +39,7 @@ static void print_help(FILE *out) {
             "  -t, --threads N               worker threads (default: one per core)\n"
             "      --ctx N                   context length (default: min(model's, 4096))\n"
             "      --device cpu|cuda         where the model runs (default cpu)\n"
+            "      --enforce-eager           CUDA: decode steps op by op, not as CUDA graphs\n"
             "      --dummy-weights           MODEL is only a config (directory with config.json,\n"
             "                                or a GGUF's metadata): weights are seeded random bf16\n"
             "  -q, --quiet                   no loading bar\n"
@@ -57,6 +58,7 @@ static int parse_options(int argc, char **argv, throughput_options *o) {
         {"threads", required_argument, NULL, 't'},      {"ctx", required_argument, NULL, 'x'},
         {"quiet", no_argument, NULL, 'q'},              {"help", no_argument, NULL, 'h'},
         {"device", required_argument, NULL, 'D'},       {"dummy-weights", no_argument, NULL, 'W'},
+        {"enforce-eager", no_argument, NULL, 'E'},
         {NULL, 0, NULL, 0},
     };
     memset(o, 0, sizeof *o);
@@ -79,6 +81,7 @@ static int parse_options(int argc, char **argv, throughput_options *o) {
         case 'x': ok = parse_count(optarg, 1, &o->engine.n_ctx); break;
         case 'q': o->quiet = true; break;
         case 'D': ok = cli_parse_device(optarg, &o->engine.device); break;
+        case 'E': o->engine.enforce_eager = true; break;
         case 'W': o->dummy_weights = true; break;
         case 'h': print_help(stdout); return 1;
         default: ok = false; break;

@@ -24,7 +24,7 @@ typedef struct generate_options {
     int n_stop_strings;
     int max_new_tokens, threads, n_ctx;
     gale_device device;
-    bool chat, output_ids, quiet;
+    bool chat, output_ids, quiet, enforce_eager;
     gale_sampling_params sampling;
 } generate_options;
 
@@ -67,6 +67,7 @@ static void print_generate_help(FILE *out, const char *command) {
             "  -t, --threads N         worker threads (default: one per core)\n"
             "      --ctx N             context length (default: min(model's, 4096))\n"
             "      --device cpu|cuda   where the model runs (default cpu)\n"
+            "      --enforce-eager     CUDA: run decode steps op by op, not as CUDA graphs\n"
             "  -q, --quiet             no loading bar or statistics\n"
             "  -h, --help              this text\n",
             command, strcmp(command, "chat") == 0 ? "" : "-p PROMPT ",
@@ -102,7 +103,7 @@ static int parse_generate_options(int argc, char **argv, bool chat_command, gene
         {"chat", no_argument, NULL, 'C'},              {"output-ids", no_argument, NULL, 'O'},
         {"threads", required_argument, NULL, 't'},     {"ctx", required_argument, NULL, 'x'},
         {"quiet", no_argument, NULL, 'q'},             {"help", no_argument, NULL, 'h'},
-        {"device", required_argument, NULL, 'D'},
+        {"device", required_argument, NULL, 'D'},     {"enforce-eager", no_argument, NULL, 'E'},
         {NULL, 0, NULL, 0},
     };
     memset(o, 0, sizeof *o);
@@ -135,6 +136,7 @@ static int parse_generate_options(int argc, char **argv, bool chat_command, gene
         case 'x': ok = parse_int(optarg, &o->n_ctx) && o->n_ctx > 0; break;
         case 'q': o->quiet = true; break;
         case 'D': ok = cli_parse_device(optarg, &o->device); break;
+        case 'E': o->enforce_eager = true; break;
         case 'h':
             print_generate_help(stdout, chat_command ? "chat" : "generate");
             *done = true;
@@ -178,6 +180,7 @@ static int runner_open(runner *r, const generate_options *o) {
     ep.n_threads = o->threads;
     ep.n_ctx = o->n_ctx;
     ep.device = o->device;
+    ep.enforce_eager = o->enforce_eager;
     int rc = 0;
     if (gale_model_load(path, &lp, &r->model) != GALE_OK) rc = cli_fail("cannot load model");
     else if (gale_tokenizer_load(path, &r->tok) != GALE_OK) rc = cli_fail("cannot load the tokenizer");
