@@ -104,6 +104,10 @@ typedef struct backend_ops {
     gale_status (*gather_rows)(backend *b, void *dst, const void *src, const int32_t *rows, int n, int width);
 
     /* ---- optional fused routines (NULL: the generic one over the ops above) ---- */
+    /* x[n, dim] += add, then y = rmsnorm(x) as the rmsnorm op (the residual stream's add
+     * fused with the next norm); y is not x */
+    void (*add_rmsnorm)(backend *b, void *x, const void *add, int n, int dim, const float *w, float offset, float eps,
+                        void *y);
     /* out[n, H] = the MoE layer of backend_moe, on the device's own dispatch */
     gale_status (*moe)(backend *b, const void *x, int n, const moe_weights *w, void *out);
     /* ids[rows] (host) = a token per row of logits [rows, vocab] (activation values) under

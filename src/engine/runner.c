@@ -331,13 +331,29 @@ typedef struct batch_kv {
     const int32_t *positions, *seq_of;
 } batch_kv;
 
-static gale_status attention_block(model_runner *s, int l, int n, const batch_kv *kv) {
+/* x += delta (the last block's output, NULL for none), then out = norm(x) with w: one
+ * fused op where the backend has it. */
+static void residual_norm(model_runner *s, const void *delta, int n, const float *w, void *out) {
+    const gale_config *c = s->c;
+    const backend_ops *ops = s->b.ops;
+    const int H = c->hidden;
+    if (delta && ops->add_rmsnorm) {
+        ops->add_rmsnorm(&s->b, s->x, delta, n, H, w, c->norm_weight_offset, c->rms_norm_eps, out);
+        return;
+    }
+    if (delta) ops->add(&s->b, s->x, delta, (size_t)n * H);
+    ops->rmsnorm(&s->b, s->x, n, H, w, c->norm_weight_offset, c->rms_norm_eps, out);
+}
+
+/* The attention half of layer l: x += pending, then its output (post-norm applied) in
+ * s->tmp, for the MLP half to add. */
+static gale_status attention_block(model_runner *s, int l, int n, const batch_kv *kv, const void *pending) {
     const gale_config *c = s->c;
     const layer_weights *lw = &s->w->layers[l];
     const layer_norms *norms = &s->norms[l];
     const backend_ops *ops = s->b.ops;
     const int H = c->hidden, hd = c->head_dim, half = hd / 2;
-    ops->rmsnorm(&s->b, s->x, n, H, norms->attn, c->norm_weight_offset, c->rms_norm_eps, s->h);
+    residual_norm(s, pending, n, norms->attn, s->h);
     GALE_TRY(ops->matmul(&s->b, s->h, n, lw->wq, s->q));
     GALE_TRY(ops->matmul(&s->b, s->h, n, lw->wk, s->k));
     GALE_TRY(ops->matmul(&s->b, s->h, n, lw->wv, s->v));
@@ -360,17 +376,17 @@ static gale_status attention_block(model_runner *s, int l, int n, const batch_kv
     GALE_TRY(ops->attention(&s->b, s->q, &layer_kv, n, kv->positions, kv->seq_of, &p, s->attn));
     GALE_TRY(ops->matmul(&s->b, s->attn, n, lw->wo, s->tmp));
     if (norms->post_attn) ops->rmsnorm(&s->b, s->tmp, n, H, norms->post_attn, c->norm_weight_offset, c->rms_norm_eps, s->tmp);
-    ops->add(&s->b, s->x, s->tmp, (size_t)n * H);
     return GALE_OK;
 }
 
+/* The MLP half of layer l: x += the attention's output, then its own output in s->tmp. */
 static gale_status mlp_block(model_runner *s, int l, int n) {
     const gale_config *c = s->c;
     const layer_weights *lw = &s->w->layers[l];
     const layer_norms *norms = &s->norms[l];
     const backend_ops *ops = s->b.ops;
     const int H = c->hidden;
-    ops->rmsnorm(&s->b, s->x, n, H, norms->ffn, c->norm_weight_offset, c->rms_norm_eps, s->h);
+    residual_norm(s, s->tmp, n, norms->ffn, s->h);
     if (c->n_experts > 0) {
         moe_weights experts = {.router = lw->router,
                                .gate = lw->expert_gate,
@@ -388,7 +404,6 @@ static gale_status mlp_block(model_runner *s, int l, int n) {
                                    s->gate, s->up, s->tmp));
     }
     if (norms->post_ffn) ops->rmsnorm(&s->b, s->tmp, n, H, norms->post_ffn, c->norm_weight_offset, c->rms_norm_eps, s->tmp);
-    ops->add(&s->b, s->x, s->tmp, (size_t)n * H);
     return GALE_OK;
 }
 
@@ -460,16 +475,18 @@ static gale_status run_model(model_runner *s, int n, const int32_t *ids, const b
     float scale = c->embed_scale_sqrt_hidden ? (float)sqrt((double)H) : 1.0f;
     GALE_TRY(ops->embed(&s->b, s->w->embed, ids, n, scale, s->x));
     for (int l = 0; l < c->n_layers; l++) {
-        GALE_TRY(attention_block(s, l, n, kv));
+        GALE_TRY(attention_block(s, l, n, kv, l > 0 ? s->tmp : NULL));
         GALE_TRY(mlp_block(s, l, n));
     }
     if (rows == 0) return GALE_OK;
-    const void *last = s->x;
+    /* the last MLP's output (s->tmp) joins the residual stream before the final norm */
     if (logit_rows) {
+        ops->add(&s->b, s->x, s->tmp, (size_t)n * H);
         GALE_TRY(ops->gather_rows(&s->b, s->tmp, s->x, logit_rows, rows, H));
-        last = s->tmp;
+        ops->rmsnorm(&s->b, s->tmp, rows, H, s->final_norm, c->norm_weight_offset, c->rms_norm_eps, s->h);
+    } else {
+        residual_norm(s, s->tmp, rows, s->final_norm, s->h);
     }
-    ops->rmsnorm(&s->b, last, rows, H, s->final_norm, c->norm_weight_offset, c->rms_norm_eps, s->h);
     GALE_TRY(ops->matmul(&s->b, s->h, rows, s->w->lm_head, s->logits));
     if (c->final_softcap > 0) ops->softcap(&s->b, s->logits, (size_t)rows * c->vocab, c->final_softcap);
     return GALE_OK;

@@ -171,6 +171,11 @@ static void cuda_rmsnorm(backend *b, const void *x, int n, int dim, const float 
     (void)kernel_rmsnorm_bf16(x, NULL, NULL, w, offset, eps, n, dim, y, cuda_backend_state(b)->stream);
 }
 
+static void cuda_add_rmsnorm(backend *b, void *x, const void *add, int n, int dim, const float *w, float offset, float eps,
+                             void *y) {
+    (void)kernel_rmsnorm_bf16(NULL, x, add, w, offset, eps, n, dim, y, cuda_backend_state(b)->stream);
+}
+
 static void cuda_rope_store_kv(backend *b, void *q, void *k, const void *v, int n, int n_heads, int n_kv_heads, int head_dim,
                                const int32_t *positions, const int32_t *seq_of, const float *inv_freq, const paged_kv *kv) {
     (void)kernel_rope_store_kv_bf16(q, k, v, positions, seq_of, inv_freq, n, n_heads, n_kv_heads, head_dim, kv->keys,
@@ -304,6 +309,7 @@ const backend_ops cuda_backend_ops = {
     .scale_add = cuda_scale_add,
     .zero = cuda_zero,
     .gather_rows = cuda_gather_rows,
+    .add_rmsnorm = cuda_add_rmsnorm,
     .moe = cuda_moe,
     .sample = cuda_sample,
     .graph_begin = cuda_graph_begin,
