@@ -106,27 +106,6 @@ static void *download_guarded(void *d, size_t bytes, const char *what) {
 
 static int32_t *device_ints(const int32_t *host, size_t count) { return to_device(host, count * sizeof *host); }
 
-/* mlp.c's route(), the CPU rule: softmax over all E in fp32, the K largest (first index on
- * ties), renormalised. */
-static void cpu_route(const float *logits, int E, int K, int32_t *chosen, float *weight) {
-    float probs[MOE_MAX_EXPERTS], max = logits[0], sum = 0;
-    for (int e = 1; e < E; e++) max = logits[e] > max ? logits[e] : max;
-    for (int e = 0; e < E; e++) sum += probs[e] = expf(logits[e] - max);
-    for (int e = 0; e < E; e++) probs[e] /= sum;
-    float kept = 0;
-    for (int k = 0; k < K; k++) {
-        int best = -1;
-        for (int e = 0; e < E; e++) {
-            bool taken = false;
-            for (int j = 0; j < k; j++) taken |= chosen[j] == e;
-            if (!taken && (best < 0 || probs[e] > probs[best])) best = e;
-        }
-        chosen[k] = best;
-        kept += probs[best];
-    }
-    for (int k = 0; k < K; k++) weight[k] = probs[chosen[k]] / kept;
-}
-
 /* ---- gate ---- */
 
 enum { LOGITS_SPACED, LOGITS_TIED, LOGITS_NAN };
@@ -165,7 +144,7 @@ static void check_gate(int E, int K, int n, int kind) {
     for (int t = 0; t < n; t++) {
         int32_t chosen[MOE_MAX_TOP_K];
         float w[MOE_MAX_TOP_K];
-        cpu_route(logits + (size_t)t * E, E, K, chosen, w);
+        backend_moe_route(logits + (size_t)t * E, E, K, chosen, w);
         for (int k = 0; k < K; k++) {
             const int32_t got = expert[(size_t)t * K + k];
             if (kind == LOGITS_NAN) { /* only: in range and distinct */

@@ -156,6 +156,10 @@ gale_status backend_gated_mlp(backend *b, const gale_tensor *gate_w, const gale_
  * top-k order — so a token's result does not depend on the batch. Written over the
  * other ops, for any backend (the GPU's own dispatch is the MoE issue's). */
 gale_status backend_moe(backend *b, const void *x, int n, const moe_weights *w, moe_scratch *scratch, void *out);
+/* The router's rule for one token: softmax over all E logits in fp32, the K largest (first
+ * index on ties) into chosen[K], their probabilities renormalised to sum 1 into weight[K].
+ * E ≤ 1024. */
+void backend_moe_route(const float *logits, int E, int K, int32_t *chosen, float *weight);
 void backend_moe_free(backend *b, moe_scratch *scratch);
 
 /* row i of an activation buffer holding rows of `width` values */

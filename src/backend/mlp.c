@@ -48,8 +48,7 @@ void backend_moe_free(backend *b, moe_scratch *sc) {
     memset(sc, 0, sizeof *sc);
 }
 
-/* Softmax over all E logits in fp32, the k largest (first index on ties), renormalised. */
-static void route(const float *logits, int E, int K, int32_t *chosen, float *weight) {
+void backend_moe_route(const float *logits, int E, int K, int32_t *chosen, float *weight) {
     float probs[1024];
     float max = logits[0], sum = 0;
     for (int e = 1; e < E; e++) max = logits[e] > max ? logits[e] : max;
@@ -79,7 +78,7 @@ gale_status backend_moe(backend *b, const void *x, int n, const moe_weights *w, 
     int count[1025] = {0};
     for (int t = 0; t < n; t++) {
         int32_t *chosen = sc->slot_expert + (size_t)t * K;
-        route(sc->logits + (size_t)t * E, E, K, chosen, sc->weight + (size_t)t * K);
+        backend_moe_route(sc->logits + (size_t)t * E, E, K, chosen, sc->weight + (size_t)t * K);
         for (int k = 0; k < K; k++) count[chosen[k] + 1]++;
     }
     /* counting sort of the (token, k) slots by expert; slot_position[slot] = its row */
