@@ -10,7 +10,9 @@
  * window), so its roofline time is those bytes over the measured copy bandwidth (the
  * CPU's memcpy on one thread, or the GPU's device-to-device copy). Printed: tokens/s, ms
  * per step, bytes per step and the share of the roofline reached. The weights' bytes are
- * as the backend reads them: as stored on the CPU, bf16 on CUDA. */
+ * as the backend reads them: as stored on the CPU, bf16 on CUDA; of a mixture of experts,
+ * the experts a step's tokens are expected to choose (routing spread evenly). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,7 +68,15 @@ static double step_bytes(const gale_model *m, gale_device device, int batch, int
     } else {
         for (int d = 0; d < GALE_DTYPE_COUNT; d++) weights += (double)st.bytes_by_dtype[d];
     }
-    if (!c->tied_embeddings) weights -= weights / (double)st.n_params * (double)c->vocab * c->hidden; /* rows only */
+    const double bytes_per_param = weights / (double)st.n_params;
+    if (!c->tied_embeddings) weights -= bytes_per_param * (double)c->vocab * c->hidden; /* rows only */
+    if (c->n_experts > 0) {
+        /* a step reads only the experts its tokens chose: with routing spread evenly, each
+         * expert of a layer is left out by all `batch` tokens with probability (1 − k/E)^batch */
+        const double experts = (double)c->n_layers * c->n_experts * 3.0 * c->hidden * c->intermediate;
+        const double used = 1.0 - pow(1.0 - (double)c->n_experts_per_tok / c->n_experts, batch);
+        weights -= bytes_per_param * experts * (1.0 - used);
+    }
     const double act = device == GALE_DEVICE_CUDA ? 2 : 4, kv_dim = (double)c->n_kv_heads * c->head_dim;
     double kv = 0;
     for (int l = 0; l < c->n_layers; l++) {
