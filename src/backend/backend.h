@@ -42,6 +42,8 @@ typedef struct attention_params {
     float scale;   /* multiplier of q·k */
     float softcap; /* 0: none */
     int window;    /* 0: full; else key j visible to query i iff 0 <= i - j < window */
+    int max_context; /* a bound on every position + 1 (the context): sizes a device's work
+                        split, never changes the result; 0: unknown */
 } attention_params;
 
 /* One layer of the paged KV cache (engine/kvcache.h has the layout) and the block tables

@@ -372,7 +372,7 @@ static gale_status attention_block(model_runner *s, int l, int n, const batch_kv
     ops->rope_store_kv(&s->b, s->q, s->k, s->v, n, c->n_heads, c->n_kv_heads, hd, kv->positions, kv->seq_of, inv_freq,
                        &layer_kv);
     attention_params p = {.n_heads = c->n_heads, .n_kv_heads = c->n_kv_heads, .head_dim = hd, .scale = c->attn_scale,
-                          .softcap = c->attn_softcap, .window = c->layers[l].window};
+                          .softcap = c->attn_softcap, .window = c->layers[l].window, .max_context = s->n_ctx};
     GALE_TRY(ops->attention(&s->b, s->q, &layer_kv, n, kv->positions, kv->seq_of, &p, s->attn));
     GALE_TRY(ops->matmul(&s->b, s->attn, n, lw->wo, s->tmp));
     if (norms->post_attn) ops->rmsnorm(&s->b, s->tmp, n, H, norms->post_attn, c->norm_weight_offset, c->rms_norm_eps, s->tmp);

@@ -78,7 +78,16 @@ static gale_status cuda_stage_ints(backend *b, int slot, const int32_t *src, siz
     cuda_state *st = cuda_backend_state(b);
     if (slot < 0 || slot >= CUDA_STAGE_SLOTS) return gale_error(GALE_ERR_INTERNAL, "CUDA: staging slot %d", slot);
     GALE_TRY(cuda_grow_buffer((void **)&st->stage[slot], &st->stage_cap[slot], count * sizeof *src));
-    if (count) CUDA_CALL(cudaMemcpyAsync(st->stage[slot], src, count * sizeof *src, cudaMemcpyHostToDevice, st->stream), "stage");
+    if (count * sizeof *src > st->stage_host_cap[slot]) {
+        int32_t *grown = realloc(st->stage_host[slot], count * sizeof *src);
+        if (!grown) return gale_error(GALE_ERR_OOM, "CUDA: out of memory staging %zu integers", count);
+        st->stage_host[slot] = grown;
+        st->stage_host_cap[slot] = count * sizeof *src;
+    }
+    if (count) {
+        memcpy(st->stage_host[slot], src, count * sizeof *src);
+        CUDA_CALL(cudaMemcpyAsync(st->stage[slot], src, count * sizeof *src, cudaMemcpyHostToDevice, st->stream), "stage");
+    }
     *out = st->stage[slot];
     return GALE_OK;
 }
@@ -182,11 +191,47 @@ static void cuda_rope_store_kv(backend *b, void *q, void *k, const void *v, int 
                                     kv->values, kv->block_tables, kv->table_stride, kv->block_size, cuda_backend_state(b)->stream);
 }
 
+/* The host copy of a staged array (stage_ints), or NULL when ints was not staged here. */
+static const int32_t *staged_on_host(const cuda_state *st, const int32_t *ints) {
+    for (int i = 0; i < CUDA_STAGE_SLOTS; i++)
+        if (ints == st->stage[i]) return st->stage_host[i];
+    return NULL;
+}
+
+/* kernels/flash_attention.cu's launcher: the prefill kernel over runs of a sequence's
+ * tokens, planned on the host from the staged positions, and the split-KV decode kernel
+ * over lone tokens. While a graph records, the host copies are withheld: the decode kernel
+ * alone reads everything on the device, so the replay stays right when positions move. */
 static gale_status cuda_attention(backend *b, const void *q, const paged_kv *kv, int n, const int32_t *positions,
                                   const int32_t *seq_of, const attention_params *p, void *out) {
-    return kernel_paged_attention_bf16(q, kv->keys, kv->values, kv->block_tables, kv->table_stride, kv->block_size,
-                                       positions, seq_of, n, p->n_heads, p->n_kv_heads, p->head_dim, p->scale, p->softcap,
-                                       p->window, out, cuda_backend_state(b)->stream);
+    cuda_state *st = cuda_backend_state(b);
+    attention_launch a = {.q = q,
+                          .key_cache = kv->keys,
+                          .value_cache = kv->values,
+                          .block_tables = kv->block_tables,
+                          .table_stride = kv->table_stride,
+                          .block_size = kv->block_size,
+                          .positions = positions,
+                          .seq_of = seq_of,
+                          .host_positions = st->capturing ? NULL : staged_on_host(st, positions),
+                          .host_seq_of = st->capturing ? NULL : staged_on_host(st, seq_of),
+                          .n = n,
+                          .n_heads = p->n_heads,
+                          .n_kv_heads = p->n_kv_heads,
+                          .head_dim = p->head_dim,
+                          .scale = p->scale,
+                          .softcap = p->softcap,
+                          .window = p->window,
+                          .max_context = p->max_context,
+                          .out = out};
+    if (!a.host_positions || !a.host_seq_of) a.host_positions = a.host_seq_of = NULL;
+    attention_variant variant = (attention_variant)st->attention_variant;
+    /* a forced prefill variant needs the host plan: not while recording */
+    if (st->capturing && (variant == ATTENTION_FLASH_M64 || variant == ATTENTION_FLASH_M128)) variant = ATTENTION_AUTO;
+    GALE_TRY(cuda_grow_buffer(&st->attention_work, &st->attention_work_cap, kernel_attention_workspace_bytes(&a, variant)));
+    a.workspace = st->attention_work;
+    a.workspace_bytes = st->attention_work_cap;
+    return kernel_attention_bf16(&a, variant, st->stream);
 }
 
 static void cuda_gated_activation(backend *b, void *gate, const void *up, size_t count, gale_activation act) {
@@ -262,12 +307,14 @@ static gale_status cuda_sample(backend *b, const void *logits, int rows, int voc
 static gale_status cuda_graph_begin(backend *b) {
     /* thread-local: another thread's unrelated CUDA calls do not break the recording */
     CUDA_CALL(cudaStreamBeginCapture(cuda_backend_state(b)->stream, cudaStreamCaptureModeThreadLocal), "begin graph capture");
+    cuda_backend_state(b)->capturing = true;
     return GALE_OK;
 }
 
 static gale_status cuda_graph_end(backend *b, void **graph) {
     *graph = NULL;
     cudaGraph_t recorded = NULL;
+    cuda_backend_state(b)->capturing = false;
     CUDA_CALL(cudaStreamEndCapture(cuda_backend_state(b)->stream, &recorded), "end graph capture");
     cudaGraphExec_t exec = NULL;
     cudaError_t err = cudaGraphInstantiate(&exec, recorded, 0);
@@ -334,6 +381,15 @@ gale_status cuda_backend_open(backend *b) {
      * kernels dense) has shown where it beats cuBLAS */
     const char *gemv = getenv("GALE_GEMV");
     st->gemv = gemv && strcmp(gemv, "1") == 0;
+    /* GALE_ATTENTION=NAME forces one attention variant (gale bench kernels attention lists them) */
+    const char *attention = getenv("GALE_ATTENTION");
+    attention_variant variant = ATTENTION_AUTO;
+    if (attention && !attention_variant_parse(attention, &variant)) {
+        cuda_backend_close(b);
+        return gale_error(GALE_ERR_INVALID_ARG, "GALE_ATTENTION=%s: not an attention variant (auto, naive, flash_m64, …)",
+                          attention);
+    }
+    st->attention_variant = (int)variant;
     /* cuBLAS gets its workspace from us: it must not allocate while a graph records */
     err = cudaMalloc(&st->cublas_workspace, CUBLAS_WORKSPACE_BYTES);
     if (err != cudaSuccess) {
@@ -355,7 +411,11 @@ void cuda_backend_close(backend *b) {
     cuda_state *st = b->impl;
     if (!st) return;
     if (st->stream) cudaStreamSynchronize(st->stream);
-    for (int i = 0; i < CUDA_STAGE_SLOTS; i++) cudaFree(st->stage[i]);
+    for (int i = 0; i < CUDA_STAGE_SLOTS; i++) {
+        cudaFree(st->stage[i]);
+        free(st->stage_host[i]);
+    }
+    cudaFree(st->attention_work);
     cudaFree(st->f32);
     cudaFree(st->sample_dev);
     cudaFree(st->sample_work);

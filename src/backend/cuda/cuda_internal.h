@@ -24,6 +24,12 @@ typedef struct cuda_state {
                                          (GALE_GEMV=1) instead of cuBLAS */
     int32_t *stage[CUDA_STAGE_SLOTS]; /* device copies of the forward's integer arrays */
     size_t stage_cap[CUDA_STAGE_SLOTS];
+    int32_t *stage_host[CUDA_STAGE_SLOTS]; /* the same arrays on the host, for planning work */
+    size_t stage_host_cap[CUDA_STAGE_SLOTS];
+    bool capturing;                   /* between graph_begin and graph_end */
+    int attention_variant;            /* attention_variant (kernels/attention_kernels.h): GALE_ATTENTION */
+    void *attention_work;             /* the attention kernels' workspace */
+    size_t attention_work_cap;
     float *f32;                       /* device scratch for to_host */
     size_t f32_cap;
     cuda_moe_state *moe;              /* NULL until the first MoE layer */
