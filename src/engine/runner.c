@@ -596,7 +596,7 @@ static gale_status forward_logits(model_runner *s, kv_cache *cache, const runner
 
 gale_status runner_forward(model_runner *s, kv_cache *cache, const runner_batch *batch, float *logits) {
     GALE_TRY(forward_logits(s, cache, batch, logits != NULL));
-    if (!logits) return GALE_OK;
+    if (!logits || batch->n_logits == 0) return GALE_OK;
     return s->b.ops->to_host(&s->b, s->logits, (size_t)batch->n_logits * s->c->vocab, logits);
 }
 
@@ -606,5 +606,6 @@ gale_status runner_forward_sample(model_runner *s, kv_cache *cache, const runner
                                   int32_t *ids) {
     if (!s->b.ops->sample) return gale_error(GALE_ERR_UNSUPPORTED, "forward: the %s backend does not sample", s->b.ops->name);
     GALE_TRY(forward_logits(s, cache, batch, true));
+    if (batch->n_logits == 0) return GALE_OK;
     return s->b.ops->sample(&s->b, s->logits, batch->n_logits, s->c->vocab, rules, ids);
 }
