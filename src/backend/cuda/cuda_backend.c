@@ -252,13 +252,15 @@ static void cuda_scale_add(backend *b, void *y, const void *x, float a, size_t c
 
 static void cuda_zero(backend *b, void *x, size_t count) { cudaMemsetAsync(x, 0, count * 2, cuda_backend_state(b)->stream); }
 
+/* The rows go up in one copy and one launch of the embedding kernel gathers them: a row
+ * index is a token id into a table of src's rows (scale 1: copied bit for bit). */
 static gale_status cuda_gather_rows(backend *b, void *dst, const void *src, const int32_t *rows, int n, int width) {
-    const size_t row_bytes = (size_t)width * 2;
-    for (int i = 0; i < n; i++)
-        CUDA_CALL(cudaMemcpyAsync((char *)dst + (size_t)i * row_bytes, (const char *)src + (size_t)rows[i] * row_bytes,
-                                  row_bytes, cudaMemcpyDeviceToDevice, cuda_backend_state(b)->stream),
-                  "gather rows");
-    return GALE_OK;
+    cuda_state *st = cuda_backend_state(b);
+    if (n <= 0) return GALE_OK;
+    GALE_TRY(cuda_grow_buffer((void **)&st->gather_rows, &st->gather_rows_cap, (size_t)n * sizeof *rows));
+    CUDA_CALL(cudaMemcpyAsync(st->gather_rows, rows, (size_t)n * sizeof *rows, cudaMemcpyHostToDevice, st->stream),
+              "gather rows");
+    return kernel_embed_bf16(src, INT32_MAX, width, st->gather_rows, n, 1.0f, dst, st->stream);
 }
 
 /* The rows' rules and penalty pairs go up in one copy, the ids come back in one. */
@@ -416,6 +418,7 @@ void cuda_backend_close(backend *b) {
         free(st->stage_host[i]);
     }
     cudaFree(st->attention_work);
+    cudaFree(st->gather_rows);
     cudaFree(st->f32);
     cudaFree(st->sample_dev);
     cudaFree(st->sample_work);

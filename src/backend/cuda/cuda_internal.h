@@ -30,6 +30,8 @@ typedef struct cuda_state {
     int attention_variant;            /* attention_variant (kernels/attention_kernels.h): GALE_ATTENTION */
     void *attention_work;             /* the attention kernels' workspace */
     size_t attention_work_cap;
+    int32_t *gather_rows;             /* gather_rows's row indices on the device */
+    size_t gather_rows_cap;
     float *f32;                       /* device scratch for to_host */
     size_t f32_cap;
     cuda_moe_state *moe;              /* NULL until the first MoE layer */
