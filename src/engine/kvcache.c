@@ -68,6 +68,30 @@ static gale_status size_pools(kv_cache *cache, const kv_cache_params *p, size_t 
     return GALE_OK;
 }
 
+/* One allocation for every layer's keys and values (each 256-byte aligned, as wide vector
+ * loads want): the pools never grow, and a device pays one allocation, not 2·n_layers. */
+static gale_status place_layers(kv_cache *cache, size_t act_size) {
+    size_t total = 0, *offsets = malloc(2 * (size_t)cache->n_layers * sizeof *offsets);
+    if (!offsets) return gale_error(GALE_ERR_OOM, "KV cache: out of memory");
+    for (int l = 0; l < 2 * cache->n_layers; l++) {
+        const int layer = l % cache->n_layers;
+        offsets[l] = total;
+        total += ((size_t)cache->groups[cache->layer_group[layer]].n_blocks * (size_t)cache->block_size * cache->kv_dim *
+                      act_size + 255) & ~(size_t)255;
+    }
+    gale_status status = cache->storage->ops->alloc(cache->storage, total, &cache->arena);
+    if (status != GALE_OK) {
+        free(offsets);
+        return gale_error(GALE_ERR_OOM, "KV cache: %zu MiB do not fit in %s memory", total >> 20, cache->storage->ops->name);
+    }
+    for (int l = 0; l < cache->n_layers; l++) {
+        cache->keys[l] = (char *)cache->arena + offsets[l];
+        cache->values[l] = (char *)cache->arena + offsets[cache->n_layers + l];
+    }
+    free(offsets);
+    return GALE_OK;
+}
+
 gale_status kv_cache_init(kv_cache *cache, const gale_config *c, const kv_cache_params *p) {
     memset(cache, 0, sizeof *cache);
     if (p->max_len <= 0 || p->max_seqs <= 0 || p->max_chunk <= 0 || p->block_size < 0)
@@ -93,24 +117,13 @@ gale_status kv_cache_init(kv_cache *cache, const gale_config *c, const kv_cache_
         group->n_free = group->n_blocks;
     }
     cache->storage = p->storage;
-    for (int l = 0; status == GALE_OK && p->storage && l < c->n_layers; l++) {
-        size_t bytes = (size_t)cache->groups[cache->layer_group[l]].n_blocks * (size_t)cache->block_size * cache->kv_dim *
-                       act_size;
-        status = p->storage->ops->alloc(p->storage, bytes, &cache->keys[l]);
-        if (status == GALE_OK) status = p->storage->ops->alloc(p->storage, bytes, &cache->values[l]);
-        if (status != GALE_OK)
-            status = gale_error(GALE_ERR_OOM, "KV cache: %zu MiB for layer %d do not fit in %s memory", 2 * bytes >> 20, l,
-                                p->storage->ops->name);
-    }
+    if (status == GALE_OK && p->storage) status = place_layers(cache, act_size);
     if (status != GALE_OK) kv_cache_free(cache);
     return status;
 }
 
 void kv_cache_free(kv_cache *cache) {
-    for (int l = 0; cache->storage && cache->keys && l < cache->n_layers; l++)
-        if (cache->keys[l]) cache->storage->ops->release(cache->storage, cache->keys[l]);
-    for (int l = 0; cache->storage && cache->values && l < cache->n_layers; l++)
-        if (cache->values[l]) cache->storage->ops->release(cache->storage, cache->values[l]);
+    if (cache->storage && cache->arena) cache->storage->ops->release(cache->storage, cache->arena);
     for (int g = 0; g < cache->n_groups; g++) free(cache->groups[g].free_list);
     free(cache->keys);
     free(cache->values);

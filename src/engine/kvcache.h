@@ -46,6 +46,7 @@ typedef struct kv_cache {
     kv_group groups[KV_MAX_GROUPS];
     int *layer_group; /* [n_layers] */
     struct backend *storage; /* where keys and values live; NULL: block accounting only */
+    void *arena;      /* the one allocation keys and values point into */
     void **keys;      /* [n_layers] → [n_blocks of its group, block_size, kv_dim] activation values */
     void **values;    /* same */
 } kv_cache;
