@@ -67,6 +67,10 @@ static inline gale_status cublas_fail(cublasStatus_t status, const char *what) {
         if (st_ != CUBLAS_STATUS_SUCCESS) return cublas_fail(st_, (what));                                             \
     } while (0)
 
+/* Tells recorded graphs that device memory they may hold was freed (cuda_grow_buffer and
+ * the release op do it themselves; call it around any other cudaFree of such memory). */
+void cuda_note_freed(void);
+
 /* *buf grown to at least bytes of device memory (contents dropped; doubled to amortise). */
 gale_status cuda_grow_buffer(void **buf, size_t *cap, size_t bytes);
 

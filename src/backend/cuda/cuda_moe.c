@@ -80,6 +80,7 @@ static bool table_current(const layer_table *t, const moe_weights *w) {
 
 static void table_free(layer_table *t) {
     free(t->host);
+    if (t->device) cuda_note_freed(); /* a recorded graph may hold the table's address */
     cudaFree(t->device);
     memset(t, 0, sizeof *t);
 }
