@@ -613,7 +613,8 @@ int sm_count(void) { return device_attribute(cudaDevAttrMultiProcessorCount, 132
 int max_visible(const attention_launch *a) {
     const long long context = a->max_context > 0 ? a->max_context : (long long)a->table_stride * a->block_size;
     const long long visible = a->window > 0 && a->window < context ? a->window : context;
-    return visible > INT_MAX ? INT_MAX : (int)visible;
+    /* room for the split arithmetic's rounding up to whole 128-key granules */
+    return visible > INT_MAX - 1024 ? INT_MAX - 1024 : (int)visible;
 }
 
 attention_split decode_split(const attention_launch *a, int n_items, attention_variant v, int sms) {
@@ -668,7 +669,7 @@ gale_status check_args(const attention_launch *a, attention_variant v) {
         return gale_error(GALE_ERR_INVALID_ARG, "attention: variant %d", (int)v);
     const char *name = VARIANT_NAMES[v];
     if (a->n < 0 || a->n_heads <= 0 || a->n_kv_heads <= 0 || a->n_heads % a->n_kv_heads || a->head_dim <= 0 ||
-        a->block_size <= 0 || a->table_stride <= 0 || a->window < 0 || a->max_context < 0 || !(a->softcap >= 0.0f) ||
+        a->block_size <= 0 || a->table_stride <= 0 || a->window < 0 || a->max_context < 0 || !(a->softcap >= 0.0f && isfinite(a->softcap)) ||
         !isfinite(a->scale))
         return gale_error(GALE_ERR_INVALID_ARG,
                           "attention (%s): %d tokens, %d/%d heads of %d, blocks of %d, table stride %d, window %d, "

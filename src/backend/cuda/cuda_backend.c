@@ -200,6 +200,13 @@ static const int32_t *staged_on_host(const cuda_state *st, const int32_t *ints) 
     return NULL;
 }
 
+/* Whether two adjacent tokens of the batch are consecutive positions of one sequence. */
+static bool has_runs(const int32_t *positions, const int32_t *seq_of, int n) {
+    for (int i = 0; i + 1 < n; i++)
+        if (seq_of[i] >= 0 && seq_of[i + 1] == seq_of[i] && positions[i + 1] == positions[i] + 1) return true;
+    return false;
+}
+
 /* kernels/flash_attention.cu's launcher: the prefill kernel over runs of a sequence's
  * tokens, planned on the host from the staged positions, and the split-KV decode kernel
  * over lone tokens. While a graph records, the host copies are withheld: the decode kernel
@@ -228,8 +235,12 @@ static gale_status cuda_attention(backend *b, const void *q, const paged_kv *kv,
                           .out = out};
     if (!a.host_positions || !a.host_seq_of) a.host_positions = a.host_seq_of = NULL;
     attention_variant variant = (attention_variant)st->attention_variant;
-    /* a forced prefill variant needs the host plan: not while recording */
-    if (st->capturing && (variant == ATTENTION_FLASH_M64 || variant == ATTENTION_FLASH_M128)) variant = ATTENTION_AUTO;
+    /* A forced prefill variant applies to batches with runs to plan. A decode step (no
+     * runs) takes AUTO's decode kernel, both when it runs op by op before a recording and
+     * while it records: the two must launch the same kernels into the same workspace. */
+    if ((variant == ATTENTION_FLASH_M64 || variant == ATTENTION_FLASH_M128) &&
+        (!a.host_positions || !has_runs(a.host_positions, a.host_seq_of, n)))
+        variant = ATTENTION_AUTO;
     GALE_TRY(cuda_grow_buffer(&st->attention_work, &st->attention_work_cap, kernel_attention_workspace_bytes(&a, variant)));
     a.workspace = st->attention_work;
     a.workspace_bytes = st->attention_work_cap;
