@@ -44,7 +44,7 @@ constexpr double MASS_ONE = 1099511627776.0;
 
 /* Order-preserving integer key of a float: a > b ⇔ key(a) > key(b) (no NaN here). */
 __device__ __forceinline__ uint32_t float_key(float f) {
-    const uint32_t bits = __float_as_uint(f);
+    const uint32_t bits = __float_as_uint(f == 0.0f ? 0.0f : f); /* −0 and +0 are one value, as on the CPU */
     return bits & 0x80000000u ? ~bits : bits | 0x80000000u;
 }
 
@@ -191,11 +191,11 @@ __global__ void __launch_bounds__(SAMPLE_THREADS) sample_kernel(float *__restric
         return;
     }
 
-    /* scaled logits in place; -inf marks an id out of the kept set from here on */
-    const float inv_t = 1.0f / p.temperature;
+    /* scaled logits in place (divided, as the CPU does); -inf marks an id out of the kept
+     * set from here on */
     float local_max = -INFINITY;
     for (int i = begin; i < end; i++) {
-        z[i] *= inv_t;
+        z[i] = __fdiv_rn(z[i], p.temperature);
         local_max = fmaxf(local_max, z[i]);
     }
     const float max = block_max(local_max, sh);

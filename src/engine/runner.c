@@ -506,7 +506,8 @@ static gale_status prepare_recording(model_runner *s, const kv_cache *cache, int
     const backend_ops *ops = s->b.ops;
     const int rows = s->graph_max;
     GALE_TRY(grow_scratch(s, rows, rows));
-    if (!(s->pad = calloc(3 * (size_t)rows, sizeof *s->pad))) return gale_error(GALE_ERR_OOM, "forward: out of memory");
+    if (!s->pad && !(s->pad = calloc(3 * (size_t)rows, sizeof *s->pad)))
+        return gale_error(GALE_ERR_OOM, "forward: out of memory");
     GALE_TRY(gather_tables(s, cache, NULL, 0, rows, stride));
     const int32_t *staged;
     const int row_slots[] = {STAGE_IDS, STAGE_POSITIONS, STAGE_SEQ_OF};

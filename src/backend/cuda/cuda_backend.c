@@ -62,9 +62,10 @@ static gale_status cuda_upload(backend *b, void *dst, const void *src, size_t by
     return GALE_OK;
 }
 
-gale_status cuda_grow_buffer(void **buf, size_t *cap, size_t bytes) {
+/* graphs_may_hold: the buffer may be one a recorded graph reads or writes */
+static gale_status grow(void **buf, size_t *cap, size_t bytes, bool graphs_may_hold) {
     if (bytes <= *cap) return GALE_OK;
-    if (*buf) freed_epoch++;
+    if (*buf && graphs_may_hold) freed_epoch++;
     cudaFree(*buf);
     *buf = NULL;
     *cap = 0;
@@ -73,6 +74,12 @@ gale_status cuda_grow_buffer(void **buf, size_t *cap, size_t bytes) {
     *cap = want;
     return GALE_OK;
 }
+
+gale_status cuda_grow_buffer(void **buf, size_t *cap, size_t bytes) { return grow(buf, cap, bytes, true); }
+
+/* For the buffers only work outside any graph uses (sampling, to_host, gather_rows): their
+ * growth leaves recorded graphs valid. */
+static gale_status grow_unrecorded(void **buf, size_t *cap, size_t bytes) { return grow(buf, cap, bytes, false); }
 
 /* Pageable host memory: the copy is staged by the driver before the call returns, so the
  * host array may change right after. */
@@ -146,7 +153,7 @@ static void cuda_release_weight(backend *b, gale_tensor *t) {
 
 static gale_status cuda_to_host(backend *b, const void *src, size_t count, float *dst) {
     cuda_state *st = cuda_backend_state(b);
-    GALE_TRY(cuda_grow_buffer((void **)&st->f32, &st->f32_cap, count * sizeof(float)));
+    GALE_TRY(grow_unrecorded((void **)&st->f32, &st->f32_cap, count * sizeof(float)));
     GALE_TRY(kernel_dequant_f32(GALE_BF16, src, count, st->f32, st->stream));
     CUDA_CALL(cudaMemcpyAsync(dst, st->f32, count * sizeof(float), cudaMemcpyDeviceToHost, st->stream), "to host");
     CUDA_CALL(cudaStreamSynchronize(st->stream), "to host");
@@ -270,7 +277,7 @@ static void cuda_zero(backend *b, void *x, size_t count) { cudaMemsetAsync(x, 0,
 static gale_status cuda_gather_rows(backend *b, void *dst, const void *src, const int32_t *rows, int n, int width) {
     cuda_state *st = cuda_backend_state(b);
     if (n <= 0) return GALE_OK;
-    GALE_TRY(cuda_grow_buffer((void **)&st->gather_rows, &st->gather_rows_cap, (size_t)n * sizeof *rows));
+    GALE_TRY(grow_unrecorded((void **)&st->gather_rows, &st->gather_rows_cap, (size_t)n * sizeof *rows));
     CUDA_CALL(cudaMemcpyAsync(st->gather_rows, rows, (size_t)n * sizeof *rows, cudaMemcpyHostToDevice, st->stream),
               "gather rows");
     return kernel_embed_bf16(src, INT32_MAX, width, st->gather_rows, n, 1.0f, dst, st->stream);
@@ -290,8 +297,8 @@ static gale_status cuda_sample(backend *b, const void *logits, int rows, int voc
         st->sample_host = grown;
         st->sample_host_cap = bytes * 2;
     }
-    GALE_TRY(cuda_grow_buffer(&st->sample_dev, &st->sample_dev_cap, bytes));
-    GALE_TRY(cuda_grow_buffer((void **)&st->sample_work, &st->sample_work_cap, kernel_sample_workspace_bytes(rows, vocab)));
+    GALE_TRY(grow_unrecorded(&st->sample_dev, &st->sample_dev_cap, bytes));
+    GALE_TRY(grow_unrecorded((void **)&st->sample_work, &st->sample_work_cap, kernel_sample_workspace_bytes(rows, vocab)));
     sample_params *params = st->sample_host;
     int32_t *pair_ids = (int32_t *)((char *)st->sample_host + params_bytes), *pair_counts = pair_ids + pairs;
     size_t offset = 0;
@@ -302,8 +309,10 @@ static gale_status cuda_sample(backend *b, const void *logits, int rows, int voc
                                     .presence_penalty = p->presence_penalty, .frequency_penalty = p->frequency_penalty,
                                     .penalty_offset = (int32_t)offset, .penalty_count = rule[r].n_penalty,
                                     .seed = p->seed, .draw = rule[r].draw};
-        memcpy(pair_ids + offset, rule[r].penalty_ids, (size_t)rule[r].n_penalty * sizeof *pair_ids);
-        memcpy(pair_counts + offset, rule[r].penalty_counts, (size_t)rule[r].n_penalty * sizeof *pair_counts);
+        if (rule[r].n_penalty) {
+            memcpy(pair_ids + offset, rule[r].penalty_ids, (size_t)rule[r].n_penalty * sizeof *pair_ids);
+            memcpy(pair_counts + offset, rule[r].penalty_counts, (size_t)rule[r].n_penalty * sizeof *pair_counts);
+        }
         offset += (size_t)rule[r].n_penalty;
     }
     char *dev = st->sample_dev;
@@ -319,9 +328,15 @@ static gale_status cuda_sample(backend *b, const void *logits, int rows, int voc
 
 /* ---- CUDA graphs: a decode step recorded once per batch size and replayed ---- */
 
+/* A failed recording must not fail the steps after it: the error a failed capture leaves
+ * as the thread's last CUDA error is cleared here, or the next launch check would report it. */
 static gale_status cuda_graph_begin(backend *b) {
     /* thread-local: another thread's unrelated CUDA calls do not break the recording */
-    CUDA_CALL(cudaStreamBeginCapture(cuda_backend_state(b)->stream, cudaStreamCaptureModeThreadLocal), "begin graph capture");
+    cudaError_t err = cudaStreamBeginCapture(cuda_backend_state(b)->stream, cudaStreamCaptureModeThreadLocal);
+    if (err != cudaSuccess) {
+        (void)cudaGetLastError();
+        return cuda_fail(err, "begin graph capture");
+    }
     cuda_backend_state(b)->capturing = true;
     return GALE_OK;
 }
@@ -330,11 +345,19 @@ static gale_status cuda_graph_end(backend *b, void **graph) {
     *graph = NULL;
     cudaGraph_t recorded = NULL;
     cuda_backend_state(b)->capturing = false;
-    CUDA_CALL(cudaStreamEndCapture(cuda_backend_state(b)->stream, &recorded), "end graph capture");
+    cudaError_t err = cudaStreamEndCapture(cuda_backend_state(b)->stream, &recorded);
+    if (err != cudaSuccess) {
+        (void)cudaGetLastError();
+        if (recorded) cudaGraphDestroy(recorded);
+        return cuda_fail(err, "end graph capture");
+    }
     cudaGraphExec_t exec = NULL;
-    cudaError_t err = cudaGraphInstantiate(&exec, recorded, 0);
+    err = cudaGraphInstantiate(&exec, recorded, 0);
     cudaGraphDestroy(recorded);
-    if (err != cudaSuccess) return cuda_fail(err, "instantiate graph");
+    if (err != cudaSuccess) {
+        (void)cudaGetLastError();
+        return cuda_fail(err, "instantiate graph");
+    }
     *graph = exec;
     return GALE_OK;
 }
