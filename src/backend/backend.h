@@ -8,7 +8,10 @@
  * tables) are staged into backend memory once per forward. Weights are gale_tensors: as
  * loaded on the CPU (any dtype, dequantised as they are read), uploaded (bf16) on CUDA.
  * Activations are row-major. The CPU backend (cpu/ops.c) is plain C over a thread pool
- * and is the reference every CUDA kernel is compared with. */
+ * and is the reference every CUDA kernel is compared with.
+ *
+ * A token whose seq_of is negative is padding (a recorded decode step run for more rows
+ * than it has): rope_store_kv stores nothing for it and attention writes zeros. */
 #ifndef GALE_BACKEND_BACKEND_H
 #define GALE_BACKEND_BACKEND_H
 

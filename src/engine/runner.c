@@ -4,6 +4,7 @@
  * sequences, over the paged KV cache; activations and parameters live in the backend's
  * memory (backend.h) and the runner only hands their pointers to the ops. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -242,6 +243,14 @@ static gale_status grow_scratch(model_runner *s, int n, int n_logits) {
     return GALE_OK;
 }
 
+/* runner_use_test_backend */
+static const backend_ops *runner_test_ops;
+
+void runner_use_test_backend(const struct backend_ops *ops) { runner_test_ops = ops; }
+
+/* Weights stay in host memory as loaded: the CPU backend, or a test's wrapper of it. */
+static bool on_host(const backend *b) { return b->ops == &cpu_backend_ops || b->ops == runner_test_ops; }
+
 gale_status runner_create(const gale_model *model, const gale_engine_params *params, model_runner **out) {
     if (!model || !out) return gale_error(GALE_ERR_INVALID_ARG, "runner: model and out are required");
     *out = NULL;
@@ -264,7 +273,7 @@ gale_status runner_create(const gale_model *model, const gale_engine_params *par
     s->model = model;
     s->c = config;
     s->w = model_get_weights(model);
-    s->b.ops = &cpu_backend_ops;
+    s->b.ops = runner_test_ops ? runner_test_ops : &cpu_backend_ops;
     gale_status status = thread_pool_create(params->n_threads, &s->b.pool);
     if (status == GALE_OK && params->device == GALE_DEVICE_CUDA) {
 #ifdef GALE_HAVE_CUDA
@@ -279,7 +288,7 @@ gale_status runner_create(const gale_model *model, const gale_engine_params *par
         s->graph_max = graph_sizes[i];
     if (status == GALE_OK) status = upload_params(s);
     const bool synthetic = s->w->n_synthetic > 0; /* dummy weights, to be filled */
-    if (status == GALE_OK && s->b.ops != &cpu_backend_ops) {
+    if (status == GALE_OK && !on_host(&s->b)) {
         status = map_weights(s, upload);
     } else if (status == GALE_OK) {
         s->prepare_fp32 = params->prepare_weights && prepared_weights_fit(s);
@@ -303,7 +312,7 @@ void runner_free(model_runner *s) {
     void *bufs[] = {s->x, s->h, s->q, s->k, s->v, s->attn, s->gate, s->up, s->tmp, s->logits, s->params};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (bufs[i]) b->ops->release(b, bufs[i]);
-    if (b->ops != &cpu_backend_ops)
+    if (!on_host(b))
         for (size_t i = 0; i < s->n_slots; i++) b->ops->release_weight(b, &s->slots[i]);
     for (size_t i = 0; i < s->n_owned; i++) free(s->owned[i]);
     free(s->owned);
@@ -553,9 +562,11 @@ static gale_status forward_recorded(model_runner *s, kv_cache *cache, const runn
     gale_status status = ops->graph_begin(&s->b);
     if (status == GALE_OK) {
         gale_status recorded = run_model(s, size, d_ids, &kv, NULL, size);
+        char why[256] = "";
+        if (recorded != GALE_OK) snprintf(why, sizeof why, "%s", gale_last_error()); /* graph_end's would hide it */
         void *graph = NULL;
         status = ops->graph_end(&s->b, &graph);
-        if (recorded != GALE_OK) status = recorded;
+        if (recorded != GALE_OK) status = gale_error(recorded, "%s", why);
         if (status == GALE_OK) {
             s->graphs[k] = graph;
             s->graph_epoch[k] = ops->buffers_epoch(&s->b);

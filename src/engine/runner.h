@@ -40,6 +40,11 @@ bool runner_samples_on_device(const model_runner *r);
 gale_status runner_forward_sample(model_runner *r, kv_cache *cache, const runner_batch *batch,
                                   const struct sample_row *rules, int32_t *ids);
 
+/* Tests: runners created from now on in this process compute on ops — a wrapper of the
+ * CPU backend's (weights stay on the host) — instead of the CPU's or CUDA's; NULL undoes it. */
+struct backend_ops;
+void runner_use_test_backend(const struct backend_ops *ops);
+
 /* n_ctx, or min(max_position_embeddings, 4096) when 0 */
 int engine_default_context(const gale_config *c, int n_ctx);
 

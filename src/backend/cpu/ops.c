@@ -357,6 +357,7 @@ static void cpu_store_kv(backend *b, const paged_kv *kv, const void *keys, const
     const float *k = keys, *v = values;
     float *key_cache = kv->keys, *value_cache = kv->values;
     for (int i = 0; i < n; i++) {
+        if (seq_of[i] < 0) continue; /* padding: nothing to store */
         size_t slot = kv_slot(kv, seq_of[i], positions[i]);
         memcpy(key_cache + slot, k + (size_t)i * kv->kv_dim, (size_t)kv->kv_dim * sizeof(float));
         memcpy(value_cache + slot, v + (size_t)i * kv->kv_dim, (size_t)kv->kv_dim * sizeof(float));
@@ -395,6 +396,10 @@ static void attention_items(void *ctx, size_t begin, size_t end) {
     for (size_t item = begin; item < end; item++) {
         int i = (int)(item / (size_t)p->n_heads), h = (int)(item % (size_t)p->n_heads), kvh = h / group;
         int query_pos = j->positions[i], seq = j->seq_of[i];
+        if (seq < 0) { /* padding: zeros */
+            memset(j->out + ((size_t)i * p->n_heads + h) * hd, 0, (size_t)hd * sizeof(float));
+            continue;
+        }
         int first = p->window > 0 && query_pos - p->window + 1 > 0 ? query_pos - p->window + 1 : 0;
         const float *q = j->q + ((size_t)i * p->n_heads + h) * hd;
         float max = -INFINITY;

@@ -1,0 +1,315 @@
+/* The runner's recorded decode steps (CUDA graphs on a GPU) checked on the CPU: a test
+ * backend wraps the CPU's ops and, between graph_begin and graph_end, records each op call
+ * (its arguments by value) instead of running it; graph_launch runs the list again. Like
+ * CUDA it stages integer arrays into buffers it owns (replays read what was staged last)
+ * and reports freed memory through buffers_epoch. So the runner's side of recording —
+ * padding rows, the fixed block-table stride, buffers grown before a recording, re-staging
+ * before each replay, re-recording after memory moved, falling back when a recording
+ * fails — runs in CI, where no GPU is:
+ *   - a session replaying graphs gives logits bit-identical to the plain CPU backend at
+ *     every decode step, for every family;
+ *   - the engine, with batches whose size changes (graph sizes 8, 4, 2, 1 with padding),
+ *     generates exactly the plain CPU engine's tokens, and replays happened;
+ *   - Mixtral's generic MoE layer reads routing on the host, which a recording cannot
+ *     hold: the recording fails, the runner warns and runs op by op, tokens unchanged. */
+#include <criterion/criterion.h>
+#include <criterion/parameterized.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/backend.h"
+#include "core/status.h"
+#include "engine/runner.h"
+#include "test_support.h"
+
+typedef enum op_kind { OP_EMBED, OP_RMSNORM, OP_MATMUL, OP_ROPE, OP_ATTENTION, OP_ACTIVATION, OP_SOFTCAP, OP_ADD } op_kind;
+
+/* One recorded call: the union of what the recordable ops take. */
+typedef struct recorded_op {
+    op_kind kind;
+    const void *in;
+    void *io, *out, *out2;
+    const gale_tensor *w;
+    const int32_t *ints, *ints2;
+    const float *f32;
+    int n, dim, heads, kv_heads, head_dim;
+    float a, b;
+    size_t count;
+    gale_activation act;
+    paged_kv kv;
+    attention_params attention;
+} recorded_op;
+
+typedef struct recording {
+    recorded_op *ops;
+    int n, cap;
+} recording;
+
+static struct {
+    bool capturing, broken; /* broken: an op that cannot be recorded was called */
+    recording *current;
+    uint64_t epoch;
+    int recordings, launches;
+    int32_t *stage[4];
+    size_t stage_cap[4];
+} rec;
+
+static backend_ops recording_ops;
+
+static void record(const recorded_op *op) {
+    recording *r = rec.current;
+    if (r->n == r->cap) {
+        r->cap = r->cap ? 2 * r->cap : 64;
+        r->ops = realloc(r->ops, (size_t)r->cap * sizeof *r->ops);
+        cr_assert(r->ops, "out of memory");
+    }
+    r->ops[r->n++] = *op;
+}
+
+static gale_status rec_embed(backend *b, const gale_tensor *t, const int32_t *ids, int n, float scale, void *y) {
+    if (!rec.capturing) return cpu_backend_ops.embed(b, t, ids, n, scale, y);
+    record(&(recorded_op){.kind = OP_EMBED, .w = t, .ints = ids, .n = n, .a = scale, .out = y});
+    return GALE_OK;
+}
+
+static void rec_rmsnorm(backend *b, const void *x, int n, int dim, const float *w, float offset, float eps, void *y) {
+    if (!rec.capturing) return cpu_backend_ops.rmsnorm(b, x, n, dim, w, offset, eps, y);
+    record(&(recorded_op){.kind = OP_RMSNORM, .in = x, .n = n, .dim = dim, .f32 = w, .a = offset, .b = eps, .out = y});
+}
+
+static gale_status rec_matmul(backend *b, const void *x, int n, const gale_tensor *w, void *y) {
+    if (!rec.capturing) return cpu_backend_ops.matmul(b, x, n, w, y);
+    record(&(recorded_op){.kind = OP_MATMUL, .in = x, .n = n, .w = w, .out = y});
+    return GALE_OK;
+}
+
+static void rec_rope(backend *b, void *q, void *k, const void *v, int n, int heads, int kv_heads, int head_dim,
+                     const int32_t *positions, const int32_t *seq_of, const float *inv_freq, const paged_kv *kv) {
+    if (!rec.capturing) return cpu_backend_ops.rope_store_kv(b, q, k, v, n, heads, kv_heads, head_dim, positions, seq_of,
+                                                             inv_freq, kv);
+    record(&(recorded_op){.kind = OP_ROPE, .io = q, .out2 = k, .in = v, .n = n, .heads = heads, .kv_heads = kv_heads,
+                          .head_dim = head_dim, .ints = positions, .ints2 = seq_of, .f32 = inv_freq, .kv = *kv});
+}
+
+static gale_status rec_attention(backend *b, const void *q, const paged_kv *kv, int n, const int32_t *positions,
+                                 const int32_t *seq_of, const attention_params *p, void *out) {
+    if (!rec.capturing) return cpu_backend_ops.attention(b, q, kv, n, positions, seq_of, p, out);
+    record(&(recorded_op){.kind = OP_ATTENTION, .in = q, .kv = *kv, .n = n, .ints = positions, .ints2 = seq_of,
+                          .attention = *p, .out = out});
+    return GALE_OK;
+}
+
+static void rec_activation(backend *b, void *gate, const void *up, size_t count, gale_activation act) {
+    if (!rec.capturing) return cpu_backend_ops.gated_activation(b, gate, up, count, act);
+    record(&(recorded_op){.kind = OP_ACTIVATION, .io = gate, .in = up, .count = count, .act = act});
+}
+
+static void rec_softcap(backend *b, void *x, size_t count, float cap) {
+    if (!rec.capturing) return cpu_backend_ops.softcap(b, x, count, cap);
+    record(&(recorded_op){.kind = OP_SOFTCAP, .io = x, .count = count, .a = cap});
+}
+
+static void rec_add(backend *b, void *x, const void *y, size_t count) {
+    if (!rec.capturing) return cpu_backend_ops.add(b, x, y, count);
+    record(&(recorded_op){.kind = OP_ADD, .io = x, .in = y, .count = count});
+}
+
+/* What a GPU cannot record: a copy to the host (it synchronises) breaks the recording. */
+static gale_status rec_to_host(backend *b, const void *src, size_t count, float *dst) {
+    if (!rec.capturing) return cpu_backend_ops.to_host(b, src, count, dst);
+    rec.broken = true;
+    return gale_error(GALE_ERR_DEVICE, "test recording: a copy to the host while recording");
+}
+
+/* Staged arrays live in the backend's own buffers, as on a GPU: a replay reads the latest. */
+static gale_status rec_stage_ints(backend *b, int slot, const int32_t *src, size_t count, const int32_t **out) {
+    (void)b;
+    cr_assert(!rec.capturing, "integer arrays are staged before a recording, never during one");
+    if (count > rec.stage_cap[slot]) {
+        if (rec.stage[slot]) rec.epoch++; /* the old buffer is freed: graphs may hold it */
+        free(rec.stage[slot]);
+        rec.stage[slot] = malloc(count * sizeof *src);
+        cr_assert(rec.stage[slot], "out of memory");
+        rec.stage_cap[slot] = count;
+    }
+    memcpy(rec.stage[slot], src, count * sizeof *src);
+    *out = rec.stage[slot];
+    return GALE_OK;
+}
+
+static void rec_release(backend *b, void *p) {
+    if (p) rec.epoch++;
+    cpu_backend_ops.release(b, p);
+}
+
+static gale_status rec_graph_begin(backend *b) {
+    (void)b;
+    cr_assert(!rec.capturing, "recordings do not nest");
+    rec.capturing = true;
+    rec.broken = false;
+    rec.current = calloc(1, sizeof *rec.current);
+    return GALE_OK;
+}
+
+static void rec_graph_free(backend *b, void *graph) {
+    (void)b;
+    recording *r = graph;
+    if (r) free(r->ops);
+    free(r);
+}
+
+static gale_status rec_graph_end(backend *b, void **graph) {
+    rec.capturing = false;
+    *graph = NULL;
+    if (rec.broken) {
+        rec_graph_free(b, rec.current);
+        return gale_error(GALE_ERR_DEVICE, "test recording: invalidated");
+    }
+    rec.recordings++;
+    *graph = rec.current;
+    return GALE_OK;
+}
+
+static gale_status rec_graph_launch(backend *b, void *graph) {
+    const recording *r = graph;
+    const backend_ops *cpu = &cpu_backend_ops;
+    rec.launches++;
+    for (int i = 0; i < r->n; i++) {
+        const recorded_op *o = &r->ops[i];
+        switch (o->kind) {
+        case OP_EMBED: GALE_TRY(cpu->embed(b, o->w, o->ints, o->n, o->a, o->out)); break;
+        case OP_RMSNORM: cpu->rmsnorm(b, o->in, o->n, o->dim, o->f32, o->a, o->b, o->out); break;
+        case OP_MATMUL: GALE_TRY(cpu->matmul(b, o->in, o->n, o->w, o->out)); break;
+        case OP_ROPE:
+            cpu->rope_store_kv(b, o->io, o->out2, o->in, o->n, o->heads, o->kv_heads, o->head_dim, o->ints, o->ints2,
+                               o->f32, &o->kv);
+            break;
+        case OP_ATTENTION: GALE_TRY(cpu->attention(b, o->in, &o->kv, o->n, o->ints, o->ints2, &o->attention, o->out)); break;
+        case OP_ACTIVATION: cpu->gated_activation(b, o->io, o->in, o->count, o->act); break;
+        case OP_SOFTCAP: cpu->softcap(b, o->io, o->count, o->a); break;
+        case OP_ADD: cpu->add(b, o->io, o->in, o->count); break;
+        }
+    }
+    return GALE_OK;
+}
+
+static uint64_t rec_epoch(backend *b) {
+    (void)b;
+    return rec.epoch;
+}
+
+/* The CPU's ops with recording on top; ops a decode step does not use stay the CPU's. */
+static void use_recording_backend(void) {
+    recording_ops = cpu_backend_ops;
+    recording_ops.name = "cpu (recording)";
+    recording_ops.embed = rec_embed;
+    recording_ops.rmsnorm = rec_rmsnorm;
+    recording_ops.matmul = rec_matmul;
+    recording_ops.rope_store_kv = rec_rope;
+    recording_ops.attention = rec_attention;
+    recording_ops.gated_activation = rec_activation;
+    recording_ops.softcap = rec_softcap;
+    recording_ops.add = rec_add;
+    recording_ops.to_host = rec_to_host;
+    recording_ops.stage_ints = rec_stage_ints;
+    recording_ops.release = rec_release;
+    recording_ops.graph_begin = rec_graph_begin;
+    recording_ops.graph_end = rec_graph_end;
+    recording_ops.graph_launch = rec_graph_launch;
+    recording_ops.graph_free = rec_graph_free;
+    recording_ops.buffers_epoch = rec_epoch;
+    runner_use_test_backend(&recording_ops);
+}
+
+static gale_session *new_session(const gale_model *m, bool record_steps) {
+    runner_use_test_backend(NULL);
+    if (record_steps) use_recording_backend();
+    gale_engine_params ep = gale_engine_params_default();
+    ep.n_threads = 1;
+    gale_session *s = NULL;
+    cr_assert_eq(gale_session_new(m, &ep, &s), GALE_OK, "%s", gale_last_error());
+    runner_use_test_backend(NULL);
+    return s;
+}
+
+static const char *const families[] = {"llama", "mistral", "gemma", "gemma2", "gemma3_text"};
+
+ParameterizedTestParameters(graphs, replayed_session_steps_are_bit_identical) { return index_params(5); }
+ParameterizedTest(size_t *index, graphs, replayed_session_steps_are_bit_identical) {
+    const char *family = families[*index];
+    gale_model *m = load_tiny(family);
+    const int vocab = gale_model_config(m)->vocab;
+    gale_session *replayed = new_session(m, true), *plain = new_session(m, false);
+    float *a = malloc((size_t)vocab * sizeof *a), *b = malloc((size_t)vocab * sizeof *b);
+    const int32_t prompt[] = {1, 17, 33, 5, 120, 9, 64, 2};
+    cr_assert_eq(gale_session_forward(replayed, prompt, 8, false, a), GALE_OK, "%s", gale_last_error());
+    cr_assert_eq(gale_session_forward(plain, prompt, 8, false, b), GALE_OK, "%s", gale_last_error());
+    for (int step = 0; step < 40; step++) { /* past the tiny sliding windows */
+        const int32_t id = (int32_t)((step * 37 + 11) % vocab);
+        cr_assert_eq(gale_session_forward(replayed, &id, 1, false, a), GALE_OK, "%s", gale_last_error());
+        cr_assert_eq(gale_session_forward(plain, &id, 1, false, b), GALE_OK, "%s", gale_last_error());
+        cr_assert_eq(memcmp(a, b, (size_t)vocab * sizeof *a), 0, "%s step %d: replayed logits differ", family, step);
+    }
+    cr_assert_eq(rec.recordings, 1, "%s: one graph size recorded once, not %d times", family, rec.recordings);
+    cr_assert_eq(rec.launches, 39, "%s: every step after the first replayed (%d replays)", family, rec.launches);
+    free(a), free(b);
+    gale_session_free(replayed);
+    gale_session_free(plain);
+    gale_model_free(m);
+}
+
+/* Five requests of different lengths, greedy: decode batches of 5, 4, 3, 2, 1 sequences. */
+static void engine_tokens(const gale_model *m, bool record_steps, int32_t out[5][24]) {
+    runner_use_test_backend(NULL);
+    if (record_steps) use_recording_backend();
+    gale_engine_params ep = gale_engine_params_default();
+    ep.n_threads = 1;
+    ep.max_num_seqs = 8;
+    gale_engine *e = NULL;
+    cr_assert_eq(gale_engine_new(m, NULL, &ep, &e), GALE_OK, "%s", gale_last_error());
+    runner_use_test_backend(NULL);
+    const int32_t prompt[] = {1, 15, 27, 99, 3, 42, 7, 11, 5, 64, 33, 2};
+    uint64_t id[5];
+    for (int r = 0; r < 5; r++) {
+        gale_request q = gale_request_default();
+        q.ids = prompt, q.n_ids = (size_t)(3 + 2 * r), q.max_new_tokens = 4 * (r + 2), q.ignore_eos = true;
+        cr_assert_eq(gale_engine_submit(e, &q, &id[r]), GALE_OK, "%s", gale_last_error());
+    }
+    int got[5] = {0};
+    while (gale_engine_busy(e)) {
+        const gale_output *o;
+        size_t count;
+        cr_assert_eq(gale_engine_step(e, &o, &count), GALE_OK, "%s", gale_last_error());
+        for (size_t i = 0; i < count; i++)
+            for (int r = 0; r < 5; r++)
+                if (o[i].request_id == id[r] && o[i].token >= 0) out[r][got[r]++] = o[i].token;
+    }
+    for (int r = 0; r < 5; r++) cr_assert_eq(got[r], 4 * (r + 2), "request %d: %d tokens", r, got[r]);
+    gale_engine_free(e);
+}
+
+static void check_engine(const char *family, bool expect_replays) {
+    gale_model *m = load_tiny(family);
+    int32_t replayed[5][24], plain[5][24];
+    engine_tokens(m, true, replayed);
+    const int recordings = rec.recordings, launches = rec.launches;
+    engine_tokens(m, false, plain);
+    for (int r = 0; r < 5; r++)
+        for (int t = 0; t < 4 * (r + 2); t++)
+            cr_assert_eq(replayed[r][t], plain[r][t], "%s request %d token %d: %d with graphs, %d without", family, r, t,
+                         replayed[r][t], plain[r][t]);
+    if (expect_replays) {
+        cr_assert_geq(recordings, 4, "%s: sizes 8, 4, 2 and 1 recorded (%d recordings)", family, recordings);
+        cr_assert_gt(launches, 8, "%s: steps replayed (%d)", family, launches);
+    } else {
+        cr_assert_eq(recordings, 0, "%s: nothing could be recorded", family);
+        cr_assert_eq(launches, 0, "%s: nothing replayed", family);
+    }
+    gale_model_free(m);
+}
+
+Test(graphs, engine_batches_of_changing_size_replay_with_padding) { check_engine("mistral", true); }
+
+Test(graphs, gemma2_softcaps_replay) { check_engine("gemma2", true); }
+
+Test(graphs, a_recording_that_fails_falls_back_to_op_by_op) { check_engine("mixtral", false); }
