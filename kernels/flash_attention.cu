@@ -752,6 +752,25 @@ template <int D> gale_status launch_decode(const decode_args &args, int n_items,
     return cuda_check_launch(what);
 }
 
+/* The fields the prefill and decode kernels' arguments share, from the launch. */
+template <typename Args> void set_common_args(Args &args, const attention_launch *a) {
+    args.q = static_cast<const uint16_t *>(a->q);
+    args.key_cache = static_cast<const uint16_t *>(a->key_cache);
+    args.value_cache = static_cast<const uint16_t *>(a->value_cache);
+    args.block_tables = a->block_tables;
+    args.table_stride = a->table_stride;
+    args.block_size = a->block_size;
+    args.positions = a->positions;
+    args.seq_of = a->seq_of;
+    args.n_heads = a->n_heads;
+    args.group = a->n_heads / a->n_kv_heads;
+    args.kv_dim = a->n_kv_heads * a->head_dim;
+    args.scale = a->scale;
+    args.softcap = a->softcap;
+    args.window = a->window;
+    args.out = static_cast<uint16_t *>(a->out);
+}
+
 /* The decode kernel, then the combine when the keys are split, over n_items tokens: all of
  * them, or those of token_list (device). partials: partial_bytes of scratch. */
 gale_status run_decode(const attention_launch *a, const int32_t *token_list, int n_items, attention_split s,
@@ -762,27 +781,13 @@ gale_status run_decode(const attention_launch *a, const int32_t *token_list, int
                           s.n_splits, a->n_kv_heads, chunks);
     const size_t units = (size_t)n_items * a->n_heads * s.n_splits;
     decode_args args;
-    args.q = static_cast<const uint16_t *>(a->q);
-    args.key_cache = static_cast<const uint16_t *>(a->key_cache);
-    args.value_cache = static_cast<const uint16_t *>(a->value_cache);
-    args.block_tables = a->block_tables;
-    args.table_stride = a->table_stride;
-    args.block_size = a->block_size;
-    args.positions = a->positions;
-    args.seq_of = a->seq_of;
+    set_common_args(args, a);
     args.token_list = token_list;
-    args.n_heads = a->n_heads;
-    args.group = group;
-    args.kv_dim = a->n_kv_heads * a->head_dim;
     args.head_chunks = chunks;
-    args.scale = a->scale;
-    args.softcap = a->softcap;
-    args.window = a->window;
     args.n_splits = s.n_splits;
     args.split_size = s.split_size;
     args.partial_ml = s.n_splits > 1 ? reinterpret_cast<float2 *>(partials) : NULL;
     args.partial_o = s.n_splits > 1 ? reinterpret_cast<float *>(partials + align256(units * sizeof(float2))) : NULL;
-    args.out = static_cast<uint16_t *>(a->out);
     gale_status status;
     switch (a->head_dim) {
     case 64: status = launch_decode<64>(args, n_items, a->n_kv_heads, stream); break;
@@ -828,22 +833,8 @@ gale_status run_prefill(const attention_launch *a, int block_m, const host_plan 
     GALE_TRY(upload(device_tiles, plan->tiles, (size_t)plan->n_tiles * sizeof(attention_tile), stream,
                     "flash attention prefill plan"));
     prefill_args args;
-    args.q = static_cast<const uint16_t *>(a->q);
-    args.key_cache = static_cast<const uint16_t *>(a->key_cache);
-    args.value_cache = static_cast<const uint16_t *>(a->value_cache);
-    args.block_tables = a->block_tables;
-    args.table_stride = a->table_stride;
-    args.block_size = a->block_size;
-    args.positions = a->positions;
-    args.seq_of = a->seq_of;
-    args.n_heads = a->n_heads;
-    args.group = a->n_heads / a->n_kv_heads;
-    args.kv_dim = a->n_kv_heads * a->head_dim;
-    args.scale = a->scale;
-    args.softcap = a->softcap;
-    args.window = a->window;
+    set_common_args(args, a);
     args.tiles = reinterpret_cast<const attention_tile *>(device_tiles);
-    args.out = static_cast<uint16_t *>(a->out);
     return block_m == 128 ? prefill_for_dim<128>(args, a->head_dim, plan->n_tiles, a->n_kv_heads, stream)
                           : prefill_for_dim<64>(args, a->head_dim, plan->n_tiles, a->n_kv_heads, stream);
 }
