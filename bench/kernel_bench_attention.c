@@ -34,7 +34,6 @@
 #include <cuda_runtime.h>
 
 #include "backend/device.h"
-#include "core/dtype.h"
 #include "kernels.h"
 
 enum { MAX_REPEATS = 15, SLOW_MAX_PREFILL = 4096 };
@@ -83,24 +82,11 @@ static bool parse(int argc, char **argv, bench_options *o) {
     return true;
 }
 
-/* count bf16 values: a random pattern uploaded once, then doubled by device copies (the
- * values only shape the timing a little) */
+/* count bf16 values uniform in (−1, 1] (kernels/fill.cu; the values only shape the timing
+ * a little) */
 static bool fill_random(void *d, size_t count) {
-    enum { PATTERN = 1 << 20 };
-    static uint16_t pattern[PATTERN];
-    uint64_t x = 0x9E3779B97F4A7C15ull;
-    for (int i = 0; i < PATTERN; i++) {
-        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-        pattern[i] = f32_to_bf16((float)((int)(x % 2001) - 1000) / 1000.0f);
-    }
-    size_t filled = count < PATTERN ? count : PATTERN;
-    if (cudaMemcpy(d, pattern, filled * 2, cudaMemcpyHostToDevice) != cudaSuccess) return false;
-    while (filled < count) {
-        const size_t n = count - filled < filled ? count - filled : filled;
-        if (cudaMemcpy((uint16_t *)d + filled, d, n * 2, cudaMemcpyDeviceToDevice) != cudaSuccess) return false;
-        filled += n;
-    }
-    return true;
+    static uint64_t seed;
+    return kernel_fill_uniform_bf16(d, count, 1.0f, ++seed, NULL) == GALE_OK;
 }
 
 static void free_buffers(bench_buffers *b) {

@@ -66,21 +66,15 @@ static void report(const bench_ctx *ctx, const char *kernel, const char *shape, 
         printf("%-22s %-28s %9.2f us %8.1f GB/s %6.1f %%\n", kernel, shape, ms * 1e3, gbs, 100 * gbs / ctx->copy_gbs);
 }
 
-/* random bf16 in [-1, 1) on the device */
+/* n bf16 values uniform in (−1, 1] on the device (kernels/fill.cu), or NULL */
 static void *random_device_bf16(size_t n) {
-    uint16_t *h = malloc(n * sizeof *h);
+    static uint64_t seed;
     void *d = NULL;
-    if (!h) return NULL;
-    uint64_t s = 0x9E3779B97F4A7C15ull ^ n;
-    for (size_t i = 0; i < n; i++) {
-        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
-        float v = (float)((s >> 40) & 0xffffff) * 0x1p-23f - 1.0f;
-        uint32_t bits;
-        memcpy(&bits, &v, 4);
-        h[i] = (uint16_t)(bits >> 16);
+    if (cudaMalloc(&d, n * 2) != cudaSuccess) return NULL;
+    if (kernel_fill_uniform_bf16(d, n, 1.0f, ++seed, NULL) != GALE_OK) {
+        cudaFree(d);
+        return NULL;
     }
-    if (cudaMalloc(&d, n * 2) == cudaSuccess) cudaMemcpy(d, h, n * 2, cudaMemcpyHostToDevice);
-    free(h);
     return d;
 }
 

@@ -28,10 +28,9 @@
 #include "backend/device.h"
 #include "bandwidth.h"
 #include "bench_util.h"
-#include "core/dtype.h"
 #include "kernels.h"
 
-enum { H = 4096, I = 14336, E = 8, K = 2, MAX_BATCH = 1024, WARMUP = 3, REPEATS = 10, FILL_VALUES = 1 << 24 };
+enum { H = 4096, I = 14336, E = 8, K = 2, MAX_BATCH = 1024, WARMUP = 3, REPEATS = 10 };
 static const int batches[] = {1, 16, 64, 256, 1024};
 enum { N_BATCHES = sizeof batches / sizeof batches[0] };
 
@@ -50,12 +49,6 @@ typedef struct bench {
     void *dense_gate, *dense_up, *dense_down; /* bf16 [K·I, H], [K·I, H], [H, K·I] */
     void *dense_g, *dense_u;                  /* bf16 [MAX_BATCH, K·I] */
 } bench;
-
-static uint64_t rng = 0x9E3779B97F4A7C15ull;
-static float uniform(float lo, float hi) {
-    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-    return lo + (hi - lo) * (float)((rng >> 11) % 1000003) / 1000003.0f;
-}
 
 static int fail_cuda(cudaError_t err, const char *what) {
     fprintf(stderr, "gale bench kernels moe: %s: %s\n", what, cudaGetErrorString(err));
@@ -82,18 +75,11 @@ static int fail_cuda(cudaError_t err, const char *what) {
         }                                                                                                              \
     } while (0)
 
-/* count bf16 values at d, copied from a block of uniform(−scale, scale) values regenerated
- * when the scale changes (the values only need realistic magnitudes and signs) */
-static int alloc_random(void **d, size_t count, float scale, uint16_t *block, float *block_scale) {
-    if (scale != *block_scale)
-        for (size_t i = 0; i < FILL_VALUES; i++) block[i] = f32_to_bf16(uniform(-scale, scale));
-    *block_scale = scale;
+/* count bf16 values at d, uniform in (−scale, scale] from the seed (kernels/fill.cu): the
+ * values only need realistic magnitudes and signs */
+static int alloc_random(void **d, size_t count, float scale, uint64_t seed) {
     TRY_CUDA(cudaMalloc(d, count * 2), "allocation (the bench needs about 4 GB of GPU memory)");
-    for (size_t done = 0; done < count;) {
-        const size_t chunk = count - done < FILL_VALUES ? count - done : FILL_VALUES;
-        TRY_CUDA(cudaMemcpy((uint16_t *)*d + done, block, chunk * 2, cudaMemcpyHostToDevice), "random fill");
-        done += chunk;
-    }
+    TRY_GALE(kernel_fill_uniform_bf16(*d, count, scale, seed, NULL));
     return 0;
 }
 
@@ -103,25 +89,24 @@ static int setup(bench *b) {
     TRY_CUDA(cudaEventCreate(&b->stop), "event");
     TRY_CUBLAS(cublasCreate(&b->cublas), "cuBLAS handle");
     TRY_CUBLAS(cublasSetStream(b->cublas, b->stream), "cuBLAS stream");
-    uint16_t *block = malloc((size_t)FILL_VALUES * sizeof *block);
-    if (!block) return fprintf(stderr, "gale bench kernels moe: out of host memory\n"), 1;
     const size_t mat = (size_t)I * H;
     int rc = 0;
-    float block_scale = 0;
+    uint64_t seed = 1;
     /* magnitudes as a trained layer's: gate/up ≈ 1.5·sqrt(3/H), down ≈ 1.5·sqrt(3/I), router 3/sqrt(H) (logits of
      * standard deviation ≈ 1, so the routing spreads over the experts) */
     const float gate_scale = 1.5f * 0.027f, down_scale = 1.5f * 0.0145f, router_scale = 3.0f / 64.0f;
     for (int m = 0; m < 3 * E && !rc; m++)
-        rc = alloc_random(&b->expert_w[m], mat, m < 2 * E ? gate_scale : down_scale, block, &block_scale);
-    if (!rc) rc = alloc_random(&b->dense_gate, (size_t)K * mat, gate_scale, block, &block_scale);
-    if (!rc) rc = alloc_random(&b->dense_up, (size_t)K * mat, gate_scale, block, &block_scale);
-    if (!rc) rc = alloc_random(&b->dense_down, (size_t)K * mat, down_scale, block, &block_scale);
-    if (!rc) rc = alloc_random(&b->router, (size_t)E * H, router_scale, block, &block_scale);
-    if (!rc) rc = alloc_random(&b->x, (size_t)MAX_BATCH * H, 1.0f, block, &block_scale);
+        rc = alloc_random(&b->expert_w[m], mat, m < 2 * E ? gate_scale : down_scale, seed++);
+    if (!rc) rc = alloc_random(&b->dense_gate, (size_t)K * mat, gate_scale, seed++);
+    if (!rc) rc = alloc_random(&b->dense_up, (size_t)K * mat, gate_scale, seed++);
+    if (!rc) rc = alloc_random(&b->dense_down, (size_t)K * mat, down_scale, seed++);
+    if (!rc) rc = alloc_random(&b->router, (size_t)E * H, router_scale, seed++);
+    if (!rc) rc = alloc_random(&b->x, (size_t)MAX_BATCH * H, 1.0f, seed++);
     /* also the input of the GEMM-rate measurement, which reads 2048 rows of H */
-    if (!rc) rc = alloc_random(&b->dense_g, (size_t)MAX_BATCH * K * I, 1.0f, block, &block_scale);
-    free(block);
+    if (!rc) rc = alloc_random(&b->dense_g, (size_t)MAX_BATCH * K * I, 1.0f, seed++);
     if (rc) return rc;
+    /* the fills ran on the legacy stream, the bench's own stream does not wait for it */
+    TRY_CUDA(cudaDeviceSynchronize(), "random fill");
     TRY_CUDA(cudaMalloc((void **)&b->table, sizeof(void *) * 3 * E), "pointer table");
     TRY_CUDA(cudaMemcpy((void *)b->table, b->expert_w, sizeof(void *) * 3 * E, cudaMemcpyHostToDevice),
              "pointer table");
