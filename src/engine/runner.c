@@ -471,6 +471,23 @@ static gale_status gather_tables(model_runner *s, const kv_cache *cache, kv_seq 
 /* Staging slots of the forward's integer arrays (backend.h: stage_ints) */
 enum { STAGE_IDS, STAGE_POSITIONS, STAGE_SEQ_OF, STAGE_TABLES };
 
+/* n tokens' ids, positions and seq_of, and the block tables (gather_tables: n_rows rows of
+ * `stride`, the first n_seqs those of seqs) staged in backend memory: *staged_ids and *kv
+ * point at them. */
+static gale_status stage_batch(model_runner *s, kv_cache *cache, const int32_t *ids, const int32_t *positions,
+                               const int32_t *seq_of, int n, kv_seq *const *seqs, int n_seqs, int n_rows, int stride,
+                               const int32_t **staged_ids, batch_kv *kv) {
+    const backend_ops *ops = s->b.ops;
+    GALE_TRY(gather_tables(s, cache, seqs, n_seqs, n_rows, stride));
+    const int32_t *staged_positions, *staged_seq_of, *staged_tables;
+    GALE_TRY(ops->stage_ints(&s->b, STAGE_IDS, ids, (size_t)n, staged_ids));
+    GALE_TRY(ops->stage_ints(&s->b, STAGE_POSITIONS, positions, (size_t)n, &staged_positions));
+    GALE_TRY(ops->stage_ints(&s->b, STAGE_SEQ_OF, seq_of, (size_t)n, &staged_seq_of));
+    GALE_TRY(ops->stage_ints(&s->b, STAGE_TABLES, s->tables, (size_t)cache->n_groups * n_rows * stride, &staged_tables));
+    *kv = (batch_kv){cache, staged_tables, n_rows, stride, staged_positions, staged_seq_of};
+    return GALE_OK;
+}
+
 /* Embedding, layers, final norm, lm_head and softcap over n staged tokens; the logits of
  * `rows` of them land in s->logits: the tokens at logit_rows (host), or with logit_rows
  * NULL the first `rows` (a decode step: every token's). Only backend ops: a graph can
@@ -511,17 +528,14 @@ static bool is_decode_step(const runner_batch *batch) {
 
 /* Once: every buffer a recorded step uses grown to graph_max rows, so recording a smaller
  * size later frees nothing a recorded graph holds. */
-static gale_status prepare_recording(model_runner *s, const kv_cache *cache, int stride) {
-    const backend_ops *ops = s->b.ops;
+static gale_status prepare_recording(model_runner *s, kv_cache *cache, int stride) {
     const int rows = s->graph_max;
     GALE_TRY(grow_scratch(s, rows, rows));
     if (!s->pad && !(s->pad = calloc(3 * (size_t)rows, sizeof *s->pad)))
         return gale_error(GALE_ERR_OOM, "forward: out of memory");
-    GALE_TRY(gather_tables(s, cache, NULL, 0, rows, stride));
     const int32_t *staged;
-    const int row_slots[] = {STAGE_IDS, STAGE_POSITIONS, STAGE_SEQ_OF};
-    for (int i = 0; i < 3; i++) GALE_TRY(ops->stage_ints(&s->b, row_slots[i], s->pad, (size_t)rows, &staged));
-    GALE_TRY(ops->stage_ints(&s->b, STAGE_TABLES, s->tables, (size_t)cache->n_groups * rows * stride, &staged));
+    batch_kv kv;
+    GALE_TRY(stage_batch(s, cache, s->pad, s->pad, s->pad, rows, NULL, 0, rows, stride, &staged, &kv));
     s->graph_ready = true;
     return GALE_OK;
 }
@@ -547,13 +561,9 @@ static gale_status forward_recorded(model_runner *s, kv_cache *cache, const runn
         positions[i] = i < n ? batch->positions[i] : 0;
         seq_of[i] = i < n ? i : -1;
     }
-    GALE_TRY(gather_tables(s, cache, batch->seqs, n, size, stride));
-    const int32_t *d_ids, *d_positions, *d_seq_of, *d_tables;
-    GALE_TRY(ops->stage_ints(&s->b, STAGE_IDS, ids, (size_t)size, &d_ids));
-    GALE_TRY(ops->stage_ints(&s->b, STAGE_POSITIONS, positions, (size_t)size, &d_positions));
-    GALE_TRY(ops->stage_ints(&s->b, STAGE_SEQ_OF, seq_of, (size_t)size, &d_seq_of));
-    GALE_TRY(ops->stage_ints(&s->b, STAGE_TABLES, s->tables, (size_t)cache->n_groups * size * stride, &d_tables));
-    batch_kv kv = {cache, d_tables, size, stride, d_positions, d_seq_of};
+    const int32_t *d_ids;
+    batch_kv kv;
+    GALE_TRY(stage_batch(s, cache, ids, positions, seq_of, size, batch->seqs, n, size, stride, &d_ids, &kv));
     *ran = true;
     if (s->graphs[k] && s->graph_epoch[k] == ops->buffers_epoch(&s->b)) return ops->graph_launch(&s->b, s->graphs[k]);
     if (s->graphs[k]) ops->graph_free(&s->b, s->graphs[k]);
@@ -586,7 +596,6 @@ static gale_status forward_logits(model_runner *s, kv_cache *cache, const runner
     if (!s || !cache || !batch || batch->n_tokens <= 0)
         return gale_error(GALE_ERR_INVALID_ARG, "forward: no tokens (empty prompt)");
     const gale_config *c = s->c;
-    const backend_ops *ops = s->b.ops;
     const int n = batch->n_tokens, rows = want_logits ? batch->n_logits : 0;
     GALE_TRY(check_batch(cache, batch, c->vocab));
     if (want_logits && s->graphs_on && is_decode_step(batch)) {
@@ -595,14 +604,10 @@ static gale_status forward_logits(model_runner *s, kv_cache *cache, const runner
         if (ran) return GALE_OK;
     }
     GALE_TRY(grow_scratch(s, n, rows));
-    const int stride = batch_table_stride(batch);
-    GALE_TRY(gather_tables(s, cache, batch->seqs, batch->n_seqs, batch->n_seqs, stride));
-    const int32_t *ids, *positions, *seq_of, *tables;
-    GALE_TRY(ops->stage_ints(&s->b, STAGE_IDS, batch->ids, (size_t)n, &ids));
-    GALE_TRY(ops->stage_ints(&s->b, STAGE_POSITIONS, batch->positions, (size_t)n, &positions));
-    GALE_TRY(ops->stage_ints(&s->b, STAGE_SEQ_OF, batch->seq_of, (size_t)n, &seq_of));
-    GALE_TRY(ops->stage_ints(&s->b, STAGE_TABLES, s->tables, (size_t)cache->n_groups * batch->n_seqs * stride, &tables));
-    batch_kv kv = {cache, tables, batch->n_seqs, stride, positions, seq_of};
+    const int32_t *ids;
+    batch_kv kv;
+    GALE_TRY(stage_batch(s, cache, batch->ids, batch->positions, batch->seq_of, n, batch->seqs, batch->n_seqs,
+                         batch->n_seqs, batch_table_stride(batch), &ids, &kv));
     return run_model(s, n, ids, &kv, batch->logit_rows, rows);
 }
 
