@@ -88,6 +88,13 @@ bool attention_variant_parse(const char *name, attention_variant *out);
 
 /* ---- host-side planning (no device needed) ------------------------------------------- */
 
+/* Whether batch token i + 1 continues token i's run: the same sequence (padding never
+ * does) at the next position. The one rule of the plan below and of the backend's choice
+ * between the prefill and decode kernels. */
+static inline bool attention_token_continues_run(const int32_t *positions, const int32_t *seq_of, int i) {
+    return seq_of[i] >= 0 && seq_of[i + 1] == seq_of[i] && positions[i + 1] == positions[i] + 1;
+}
+
 /* One block of the prefill kernel: up to block_m rows of a run. A run is a maximal range of
  * consecutive batch tokens of one sequence at consecutive positions; its rows are
  * row = token_offset·group + head_in_group (group = n_heads / n_kv_heads), so the query

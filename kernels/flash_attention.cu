@@ -895,9 +895,7 @@ extern "C" int attention_plan_tiles(const int32_t *positions, const int32_t *seq
     int count = 0, lone = 0;
     for (int i = 0; i < n;) {
         int len = 1;
-        while (i + len < n && seq_of[i] >= 0 && seq_of[i + len] == seq_of[i] &&
-               positions[i + len] == positions[i + len - 1] + 1)
-            len++; /* padding tokens (seq_of < 0) are lone */
+        while (i + len < n && attention_token_continues_run(positions, seq_of, i + len - 1)) len++;
         if (len == 1 && singles) {
             singles[lone++] = i;
         } else {

@@ -47,7 +47,7 @@ void cuda_note_freed(void) { freed_epoch++; }
 
 static void cuda_release(backend *b, void *p) {
     (void)b;
-    if (p) freed_epoch++;
+    if (p) cuda_note_freed();
     cudaFree(p);
 }
 
@@ -65,7 +65,7 @@ static gale_status cuda_upload(backend *b, void *dst, const void *src, size_t by
 /* graphs_may_hold: the buffer may be one a recorded graph reads or writes */
 static gale_status grow(void **buf, size_t *cap, size_t bytes, bool graphs_may_hold) {
     if (bytes <= *cap) return GALE_OK;
-    if (*buf && graphs_may_hold) freed_epoch++;
+    if (*buf && graphs_may_hold) cuda_note_freed();
     cudaFree(*buf);
     *buf = NULL;
     *cap = 0;
@@ -207,10 +207,10 @@ static const int32_t *staged_on_host(const cuda_state *st, const int32_t *ints) 
     return NULL;
 }
 
-/* Whether two adjacent tokens of the batch are consecutive positions of one sequence. */
+/* Whether some run of the batch has two or more tokens: work for the prefill kernel. */
 static bool has_runs(const int32_t *positions, const int32_t *seq_of, int n) {
     for (int i = 0; i + 1 < n; i++)
-        if (seq_of[i] >= 0 && seq_of[i + 1] == seq_of[i] && positions[i + 1] == positions[i] + 1) return true;
+        if (attention_token_continues_run(positions, seq_of, i)) return true;
     return false;
 }
 
