@@ -23,6 +23,7 @@
 #include "backend/device.h"
 #include "core/mapped_file.h"
 #include "core/npy.h"
+#include "batch_workload.h"
 #include "cuda_test_support.h"
 #include "test_support.h"
 
@@ -146,42 +147,27 @@ ParameterizedTest(size_t *index, engine_cuda, graph_replay_is_bit_identical_to_e
     gale_model_free(m);
 }
 
-/* Five requests of different lengths: decode batches of 5, 4, … sequences replay graphs
- * of sizes 8, 4, 2, 1 with padding rows. */
-static void engine_tokens(const gale_model *m, int32_t out[5][40]) {
-    gale_engine_params ep = gale_engine_params_default();
-    ep.device = GALE_DEVICE_CUDA;
-    ep.max_num_seqs = 8;
-    gale_engine *e = NULL;
-    cr_assert_eq(gale_engine_new(m, NULL, &ep, &e), GALE_OK, "%s", gale_last_error());
-    const int32_t prompt[] = {1, 15, 27, 99, 3, 42, 7, 11, 5, 64, 33, 2};
-    uint64_t id[5];
-    for (int r = 0; r < 5; r++) {
-        gale_request q = gale_request_default();
-        q.ids = prompt, q.n_ids = (size_t)(3 + 2 * r), q.max_new_tokens = 8 * (r + 1), q.ignore_eos = true;
-        cr_assert_eq(gale_engine_submit(e, &q, &id[r]), GALE_OK, "%s", gale_last_error());
-    }
-    int got[5] = {0};
-    while (gale_engine_busy(e)) {
-        const gale_output *o;
-        size_t count;
-        cr_assert_eq(gale_engine_step(e, &o, &count), GALE_OK, "%s", gale_last_error());
-        for (size_t i = 0; i < count; i++)
-            for (int r = 0; r < 5; r++)
-                if (o[i].request_id == id[r] && o[i].token >= 0) out[r][got[r]++] = o[i].token;
-    }
-    for (int r = 0; r < 5; r++) cr_assert_eq(got[r], 8 * (r + 1), "request %d: %d tokens", r, got[r]);
+/* The batching tests' sixteen requests on the GPU, eight sequences at a time: decode
+ * steps of changing size replay graphs with padding rows. */
+static void run_on_gpu(const gale_model *m, workload *w) {
+    gale_engine_params p = gale_engine_params_default();
+    p.device = GALE_DEVICE_CUDA;
+    p.max_num_seqs = 8;
+    gale_engine *e = engine_with(m, &p);
+    make_workload(w, gale_model_config(m), 16);
+    run_workload(e, w, 0, N_REQUESTS, 0);
     gale_engine_free(e);
 }
 
 Test(engine_cuda, recorded_batches_of_changing_size_are_deterministic) {
     require_cuda();
     gale_model *m = load_tiny("mistral");
-    int32_t a[5][40], b[5][40];
-    engine_tokens(m, a);
-    engine_tokens(m, b);
-    for (int r = 0; r < 5; r++)
-        for (int t = 0; t < 8 * (r + 1); t++) cr_assert_eq(a[r][t], b[r][t], "request %d token %d differs between runs", r, t);
+    workload a, b;
+    run_on_gpu(m, &a);
+    run_on_gpu(m, &b);
+    assert_same_tokens(&a, &b, "mistral", "in a second run on the GPU");
+    free_workload(&a);
+    free_workload(&b);
     gale_model_free(m);
 }
 

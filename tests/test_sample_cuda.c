@@ -6,8 +6,8 @@
  *     leave the kept set the CPU's rules give, and each token's frequency is within
  *     5 standard deviations (+ 1e-3) of its probability there;
  *   - the same seed and draw give the same id; another seed other ids;
- *   - the engine on CUDA generates the same greedy tokens sampling on the GPU as copying
- *     the logits to the host (sample_on_host).
+ *   - the engine on CUDA generates the same greedy tokens for the batching tests' sixteen
+ *     requests sampling on the GPU as copying the logits to the host (sample_on_host).
  * Skips itself without CUDA in the build or a GPU at run time (as on CI). */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "core/dtype.h"
+#include "batch_workload.h"
 #include "cuda_test_support.h"
 #include "engine/sampler.h"
 #include "test_support.h"
@@ -204,26 +205,15 @@ Test(sample_cuda, same_seed_and_draw_same_id) {
 }
 
 #ifdef GALE_HAVE_CUDA
-static void engine_greedy(const gale_model *m, bool on_host, int32_t *out, int n_new) {
-    gale_engine_params ep = gale_engine_params_default();
-    ep.device = GALE_DEVICE_CUDA;
-    ep.sample_on_host = on_host;
-    ep.max_num_seqs = 4;
-    gale_engine *e = NULL;
-    cr_assert_eq(gale_engine_new(m, NULL, &ep, &e), GALE_OK, "%s", gale_last_error());
-    const int32_t prompt[] = {1, 15, 27, 99, 3, 42, 7};
-    gale_request q = gale_request_default();
-    q.ids = prompt, q.n_ids = 7, q.max_new_tokens = n_new, q.ignore_eos = true;
-    cr_assert_eq(gale_engine_submit(e, &q, NULL), GALE_OK, "%s", gale_last_error());
-    int got = 0;
-    while (gale_engine_busy(e)) {
-        const gale_output *o;
-        size_t n;
-        cr_assert_eq(gale_engine_step(e, &o, &n), GALE_OK, "%s", gale_last_error());
-        for (size_t i = 0; i < n; i++)
-            if (o[i].token >= 0 && got < n_new) out[got++] = o[i].token;
-    }
-    cr_assert_eq(got, n_new);
+/* The batching tests' sixteen greedy requests on the GPU, drawn there or on the host. */
+static void run_sampling(const gale_model *m, bool on_host, workload *w) {
+    gale_engine_params p = gale_engine_params_default();
+    p.device = GALE_DEVICE_CUDA;
+    p.sample_on_host = on_host;
+    p.max_num_seqs = 4;
+    gale_engine *e = engine_with(m, &p);
+    make_workload(w, gale_model_config(m), 16);
+    run_workload(e, w, 0, N_REQUESTS, 0);
     gale_engine_free(e);
 }
 #endif
@@ -231,12 +221,13 @@ static void engine_greedy(const gale_model *m, bool on_host, int32_t *out, int n
 Test(sample_cuda, engine_samples_on_the_gpu_as_on_the_host) {
     require_cuda();
 #ifdef GALE_HAVE_CUDA
-    enum { NEW = 24 };
     gale_model *m = load_tiny("llama");
-    int32_t device[NEW], host[NEW];
-    engine_greedy(m, false, device, NEW);
-    engine_greedy(m, true, host, NEW);
-    for (int i = 0; i < NEW; i++) cr_assert_eq(device[i], host[i], "token %d: %d sampled on the GPU, %d on the host", i, device[i], host[i]);
+    workload device, host;
+    run_sampling(m, false, &device);
+    run_sampling(m, true, &host);
+    assert_same_tokens(&host, &device, "llama", "sampled on the GPU");
+    free_workload(&device);
+    free_workload(&host);
     gale_model_free(m);
 #endif
 }

@@ -34,8 +34,12 @@ gale_engine *new_engine(const gale_model *m, int max_seqs, int budget, int kv_bl
     p.max_num_seqs = max_seqs;
     p.max_num_batched_tokens = budget;
     p.kv_blocks = kv_blocks;
+    return engine_with(m, &p);
+}
+
+gale_engine *engine_with(const gale_model *m, const gale_engine_params *p) {
     gale_engine *e = NULL;
-    cr_assert_eq(gale_engine_new(m, NULL, &p, &e), GALE_OK, "%s", gale_last_error());
+    cr_assert_eq(gale_engine_new(m, NULL, p, &e), GALE_OK, "%s", gale_last_error());
     return e;
 }
 

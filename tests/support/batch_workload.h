@@ -26,6 +26,8 @@ void free_workload(workload *w);
 
 /* An engine on 2 threads without a tokenizer. */
 gale_engine *new_engine(const gale_model *m, int max_seqs, int budget, int kv_blocks);
+/* An engine with these parameters, without a tokenizer (the test fails if it cannot start). */
+gale_engine *engine_with(const gale_model *m, const gale_engine_params *p);
 
 /* Submits requests first … first+count-1 (all at once when stagger is 0, else one more
  * every `stagger` steps) greedy with EOS ignored, and steps until the engine is idle,
