@@ -162,20 +162,24 @@ static gale_status cuda_to_host(backend *b, const void *src, size_t count, float
 
 /* ---- ops ---- */
 
-/* y[n, out] = x[n, in] · wᵀ, all row-major bf16: in cuBLAS's column-major terms
- * yᵀ[out, n] = w[out, in] · xᵀ[in, n], i.e. op(A) = Aᵀ with A the [in, out] column-major
- * view of w. fp32 accumulation. */
+/* y[n, out] = x[n, in] · wᵀ in bf16: the decode GEMV where asked for and it applies, else
+ * cuBLAS (cuda_gemm_rows). */
 static gale_status cuda_matmul(backend *b, const void *x, int n, const gale_tensor *w, void *y) {
     if (w->n_dims != 2 || w->dtype != GALE_BF16)
         return gale_error(GALE_ERR_SHAPE, "CUDA matmul: weight must be an uploaded 2-D bf16 tensor");
     const int out = (int)w->shape[0], in = (int)w->shape[1];
     if (cuda_backend_state(b)->gemv && kernel_gemv_supported(x, w->data, n, in))
         return kernel_gemv_bf16(x, n, w->data, out, in, y, cuda_backend_state(b)->stream);
+    return cuda_gemm_rows(cuda_backend_state(b), x, n, w->data, out, in, y, CUDA_R_16BF);
+}
+
+gale_status cuda_gemm_rows(cuda_state *st, const void *x, int n, const void *w, int out, int in, void *y,
+                           cudaDataType_t y_type) {
     const float one = 1.0f, zero = 0.0f;
-    cublasStatus_t status = cublasGemmEx(cuda_backend_state(b)->cublas, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &one, w->data,
-                                         CUDA_R_16BF, in, x, CUDA_R_16BF, in, &zero, y, CUDA_R_16BF, out,
-                                         CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-    return status == CUBLAS_STATUS_SUCCESS ? GALE_OK : cublas_fail(status, "bf16 GEMM");
+    CUBLAS_CALL(cublasGemmEx(st->cublas, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &one, w, CUDA_R_16BF, in, x, CUDA_R_16BF,
+                             in, &zero, y, y_type, out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                y_type == CUDA_R_32F ? "bf16 GEMM → fp32" : "bf16 GEMM");
+    return GALE_OK;
 }
 
 static gale_status cuda_embed(backend *b, const gale_tensor *table, const int32_t *ids, int n, float scale, void *y) {

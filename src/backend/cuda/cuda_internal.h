@@ -74,6 +74,12 @@ void cuda_note_freed(void);
 /* *buf grown to at least bytes of device memory (contents dropped; doubled to amortise). */
 gale_status cuda_grow_buffer(void **buf, size_t *cap, size_t bytes);
 
+/* y[n, out] = x[n, in] · wᵀ, row-major, x and w [out, in] bf16, y bf16 or fp32 (y_type),
+ * fp32 accumulation on cuBLAS. In cuBLAS's column-major terms yᵀ[out, n] = w · xᵀ, i.e.
+ * op(A) = Aᵀ with A the [in, out] column-major view of w. */
+gale_status cuda_gemm_rows(cuda_state *st, const void *x, int n, const void *w, int out, int in, void *y,
+                           cudaDataType_t y_type);
+
 /* cuda_moe.c: the MoE layer on the GPU (backend.h: the moe op) and its buffers' release. */
 gale_status cuda_moe(backend *b, const void *x, int n, const moe_weights *w, void *out);
 void cuda_moe_free(backend *b);

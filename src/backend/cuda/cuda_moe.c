@@ -127,18 +127,6 @@ static gale_status layer_pointers(cuda_state *st, const moe_weights *w, const la
     return GALE_OK;
 }
 
-/* logits[n, E] = x[n, H] · routerᵀ in fp32: in cuBLAS's column-major terms logitsᵀ[E, n] =
- * router[E, H] · xᵀ[H, n], op(A) = Aᵀ with A the [H, E] column-major view of the router
- * (as cuda_matmul, with an fp32 C). */
-static gale_status router_logits(cuda_state *st, const void *x, int n, const moe_weights *w, float *logits) {
-    const float one = 1.0f, zero = 0.0f;
-    const int E = w->n_experts, H = w->hidden;
-    CUBLAS_CALL(cublasGemmEx(st->cublas, CUBLAS_OP_T, CUBLAS_OP_N, E, n, H, &one, w->router->data, CUDA_R_16BF, H, x,
-                             CUDA_R_16BF, H, &zero, logits, CUDA_R_32F, E, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-                "MoE router GEMM (bf16 → fp32 logits)");
-    return GALE_OK;
-}
-
 gale_status cuda_moe(backend *b, const void *x, int n, const moe_weights *w, void *out) {
     cuda_state *st = cuda_backend_state(b);
     if (!st->moe && !(st->moe = calloc(1, sizeof *st->moe))) return gale_error(GALE_ERR_OOM, "CUDA MoE: out of memory");
@@ -155,7 +143,7 @@ gale_status cuda_moe(backend *b, const void *x, int n, const moe_weights *w, voi
     GALE_TRY(cuda_grow_buffer((void **)&m->logits, &m->logits_cap, (size_t)n * E * sizeof(float)));
     const size_t need = moe_workspace_bytes(n, E, w->top_k, w->hidden, w->intermediate);
     GALE_TRY(cuda_grow_buffer(&m->workspace, &m->workspace_cap, need));
-    GALE_TRY(router_logits(st, x, n, w, m->logits));
+    GALE_TRY(cuda_gemm_rows(st, x, n, w->router->data, E, w->hidden, m->logits, CUDA_R_32F)); /* router logits [n, E] */
     const moe_experts ex = {.n_experts = E,
                             .top_k = w->top_k,
                             .hidden = w->hidden,
