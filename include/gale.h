@@ -163,8 +163,8 @@ gale_model_stats gale_model_get_stats(const gale_model *model);
 
 /* ---- running the model ------------------------------------------------------------ */
 
-/* A model and one sequence's KV cache on the CPU backend. The model must be loaded with
- * its data (not metadata_only) and outlive the session. */
+/* A model and one sequence's KV cache on a backend (params->device). The model must be
+ * loaded with its data (not metadata_only) and outlive the session. */
 typedef struct gale_session gale_session;
 
 typedef enum gale_device {
@@ -233,6 +233,13 @@ gale_status gale_sampler_new(const gale_sampling_params *params, int vocab, gale
 gale_status gale_sampler_sample(gale_sampler *sampler, float *logits, const int32_t *history, size_t n_history,
                                 int32_t *out);
 void gale_sampler_free(gale_sampler *sampler);
+
+/* Appends n tokens and runs them, then draws the next token under sampler from the last
+ * one's logits: on the device where the backend samples (CUDA; only the id comes back),
+ * else on the host (gale_sampler_sample). history[n_history]: the sequence so far, for
+ * the penalties. */
+gale_status gale_session_forward_sample(gale_session *session, const int32_t *ids, size_t n, gale_sampler *sampler,
+                                        const int32_t *history, size_t n_history, int32_t *next);
 
 /* ---- continuous batching --------------------------------------------------------- */
 

@@ -251,17 +251,14 @@ static void remember_session(runner *r, const int32_t *history) {
 /* Prefills ids (reusing what the session holds of them) and generates up to
  * max_new_tokens, streaming the text to out. */
 static int generate_from(runner *r, const generate_options *o, const gale_tokens *prompt, FILE *out, FILE *capture) {
-    const int vocab = gale_model_config(r->model)->vocab;
     if ((int)prompt->count + 1 > gale_session_context(r->session)) {
         fprintf(stderr, "gale: the prompt has %zu tokens, more than the context of %d (raise --ctx)\n", prompt->count,
                 gale_session_context(r->session));
         return 1;
     }
-    float *logits = malloc((size_t)vocab * sizeof *logits);
     int32_t *history = malloc((prompt->count + (size_t)o->max_new_tokens + 1) * sizeof *history);
     gale_detokenizer *d = NULL;
-    if (!logits || !history || gale_detokenizer_new(r->tok, true, &d) != GALE_OK) {
-        free(logits);
+    if (!history || gale_detokenizer_new(r->tok, true, &d) != GALE_OK) {
         free(history);
         return cli_fail("out of memory");
     }
@@ -272,12 +269,13 @@ static int generate_from(runner *r, const generate_options *o, const gale_tokens
     int rc = 0;
     double t0 = now();
     size_t cached = reuse_prefix(r, prompt);
-    if (gale_session_forward(r->session, prompt->ids + cached, prompt->count - cached, false, logits) != GALE_OK)
+    /* each forward also draws the next token: on the GPU only its id comes back */
+    int32_t id;
+    if (gale_session_forward_sample(r->session, prompt->ids + cached, prompt->count - cached, r->sampler, history,
+                                    n_history, &id) != GALE_OK)
         rc = cli_fail("forward failed");
     double t_prefill = now() - t0, t1 = now();
     while (rc == 0 && generated < (size_t)o->max_new_tokens && !sink.stop.stopped) {
-        int32_t id;
-        gale_sampler_sample(r->sampler, logits, history, n_history, &id);
         if (is_stop_id(r, id)) break;
         history[n_history++] = id;
         generated++;
@@ -291,7 +289,9 @@ static int generate_from(runner *r, const generate_options *o, const gale_tokens
             fprintf(stderr, "\ngale: the context of %d tokens is full\n", gale_session_context(r->session));
             break;
         }
-        if (gale_session_forward(r->session, &id, 1, false, logits) != GALE_OK) rc = cli_fail("forward failed");
+        const int32_t last = id;
+        if (gale_session_forward_sample(r->session, &last, 1, r->sampler, history, n_history, &id) != GALE_OK)
+            rc = cli_fail("forward failed");
     }
     const char *tail;
     size_t tail_len;
@@ -315,7 +315,6 @@ static int generate_from(runner *r, const generate_options *o, const gale_tokens
     fflush(out);
     stop_text_free(&sink.stop);
     gale_detokenizer_free(d);
-    free(logits);
     free(history);
     return rc;
 }

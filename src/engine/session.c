@@ -5,6 +5,7 @@
 #include "backend/backend.h"
 #include "core/status.h"
 #include "engine/runner.h"
+#include "engine/sampler.h"
 #include "model/config.h"
 #include "model/model.h"
 
@@ -12,9 +13,11 @@ struct gale_session {
     model_runner *runner;
     kv_cache cache;
     kv_seq seq;
-    int n_ctx;
+    int n_ctx, vocab;
     int32_t *scratch;     /* [3, cap]: positions, sequence of each token, logit rows */
     size_t scratch_cap;
+    bool device_sampling; /* gale_session_forward_sample draws on the backend */
+    float *host_logits;   /* [vocab] host sampling's logits, on demand */
 };
 
 gale_engine_params gale_engine_params_default(void) {
@@ -44,11 +47,13 @@ gale_status gale_session_new(const gale_model *model, const gale_engine_params *
     if (!s) return gale_error(GALE_ERR_OOM, "session: out of memory");
     const gale_config *c = gale_model_config(model);
     s->n_ctx = engine_default_context(c, params->n_ctx);
+    s->vocab = c->vocab;
     int block_size = params->block_size ? params->block_size : KV_DEFAULT_BLOCK_SIZE;
     gale_engine_params one = *params;
     one.max_num_seqs = 1; /* one sequence: decode steps are recorded for a batch of one */
     gale_status status = runner_create(model, &one, &s->runner);
     if (status == GALE_OK) {
+        s->device_sampling = runner_samples_on_device(s->runner) && !params->sample_on_host;
         backend *b = runner_backend(s->runner);
         size_t blocks = (size_t)((s->n_ctx + block_size - 1) / block_size);
         kv_cache_params kp = {.block_size = block_size,
@@ -73,6 +78,7 @@ void gale_session_free(gale_session *s) {
     kv_cache_free(&s->cache);
     runner_free(s->runner);
     free(s->scratch);
+    free(s->host_logits);
     free(s);
 }
 
@@ -83,7 +89,10 @@ int gale_session_context(const gale_session *s) { return s->n_ctx; }
 const kv_cache *session_kv_cache(const gale_session *s) { return &s->cache; }
 const kv_seq *session_kv_seq(const gale_session *s) { return &s->seq; }
 
-gale_status gale_session_forward(gale_session *s, const int32_t *ids, size_t n_ids, bool all_logits, float *logits) {
+/* Stages n_ids tokens after the sequence's end as a batch (blocks reserved); the caller
+ * runs it and then advances the sequence with session_advance. */
+static gale_status session_batch(gale_session *s, const int32_t *ids, size_t n_ids, bool all_logits, bool want_logits,
+                                 kv_seq **seqs, runner_batch *batch) {
     if (!s || (!ids && n_ids)) return gale_error(GALE_ERR_INVALID_ARG, "gale_session_forward: NULL argument");
     if (n_ids == 0) return gale_error(GALE_ERR_INVALID_ARG, "forward: no tokens (empty prompt)");
     const int pos = s->seq.length;
@@ -105,16 +114,43 @@ gale_status gale_session_forward(gale_session *s, const int32_t *ids, size_t n_i
     }
     if (kv_seq_reserve(&s->cache, &s->seq, pos + n) != GALE_OK)
         return gale_error(GALE_ERR_OOM, "forward: the KV cache has no room for %d more tokens", n);
-    kv_seq *seqs[] = {&s->seq};
-    runner_batch batch = {.n_tokens = n,
-                          .ids = ids,
-                          .positions = positions,
-                          .seq_of = seq_of,
-                          .n_seqs = 1,
-                          .seqs = seqs,
-                          .n_logits = logits ? (all_logits ? n : 1) : 0,
-                          .logit_rows = all_logits ? rows : rows + n - 1};
+    seqs[0] = &s->seq;
+    *batch = (runner_batch){.n_tokens = n,
+                            .ids = ids,
+                            .positions = positions,
+                            .seq_of = seq_of,
+                            .n_seqs = 1,
+                            .seqs = seqs,
+                            .n_logits = want_logits ? (all_logits ? n : 1) : 0,
+                            .logit_rows = all_logits ? rows : rows + n - 1};
+    return GALE_OK;
+}
+
+gale_status gale_session_forward(gale_session *s, const int32_t *ids, size_t n_ids, bool all_logits, float *logits) {
+    kv_seq *seqs[1];
+    runner_batch batch;
+    GALE_TRY(session_batch(s, ids, n_ids, all_logits, logits != NULL, seqs, &batch));
     GALE_TRY(runner_forward(s->runner, &s->cache, &batch, logits));
-    kv_seq_advance(&s->cache, &s->seq, pos + n);
+    kv_seq_advance(&s->cache, &s->seq, s->seq.length + batch.n_tokens);
+    return GALE_OK;
+}
+
+gale_status gale_session_forward_sample(gale_session *s, const int32_t *ids, size_t n_ids, gale_sampler *sampler,
+                                        const int32_t *history, size_t n_history, int32_t *next) {
+    if (!s || !sampler || !next || (!history && n_history))
+        return gale_error(GALE_ERR_INVALID_ARG, "gale_session_forward_sample: NULL argument");
+    if (!s->device_sampling) { /* the host rules, on logits copied back */
+        if (!s->host_logits && !(s->host_logits = malloc((size_t)s->vocab * sizeof *s->host_logits)))
+            return gale_error(GALE_ERR_OOM, "forward: out of memory");
+        GALE_TRY(gale_session_forward(s, ids, n_ids, false, s->host_logits));
+        return gale_sampler_sample(sampler, s->host_logits, history, n_history, next);
+    }
+    kv_seq *seqs[1];
+    runner_batch batch;
+    GALE_TRY(session_batch(s, ids, n_ids, false, true, seqs, &batch));
+    sample_row rule;
+    GALE_TRY(sampler_device_row(sampler, history, n_history, &rule));
+    GALE_TRY(runner_forward_sample(s->runner, &s->cache, &batch, &rule, next));
+    kv_seq_advance(&s->cache, &s->seq, s->seq.length + batch.n_tokens);
     return GALE_OK;
 }
