@@ -408,30 +408,42 @@ const backend_ops cuda_backend_ops = {
     .buffers_epoch = cuda_buffers_epoch,
 };
 
+/* The debugging switches of the environment, read before any GPU work so that a bad
+ * value is named even where no GPU is. */
+static gale_status read_env_switches(bool *gemv, int *forced_attention) {
+    /* the hand-written decode GEMV only when asked, until the GPU benchmark (gale bench
+     * kernels dense) has shown where it beats cuBLAS */
+    const char *gemv_env = getenv("GALE_GEMV");
+    if (gemv_env && strcmp(gemv_env, "0") != 0 && strcmp(gemv_env, "1") != 0)
+        return gale_error(GALE_ERR_INVALID_ARG, "GALE_GEMV=%s: must be 1 (hand-written GEMV for small batches) or 0 (cuBLAS)",
+                          gemv_env);
+    *gemv = gemv_env && strcmp(gemv_env, "1") == 0;
+    /* GALE_ATTENTION=NAME forces one attention variant (gale bench kernels attention lists them) */
+    const char *attention = getenv("GALE_ATTENTION");
+    attention_variant variant = ATTENTION_AUTO;
+    if (attention && !attention_variant_parse(attention, &variant))
+        return gale_error(GALE_ERR_INVALID_ARG, "GALE_ATTENTION=%s: not an attention variant (auto, naive, flash_m64, …)",
+                          attention);
+    *forced_attention = (int)variant;
+    return GALE_OK;
+}
+
 gale_status cuda_backend_open(backend *b) {
+    bool gemv = false;
+    int forced_attention = ATTENTION_AUTO;
+    GALE_TRY(read_env_switches(&gemv, &forced_attention));
     if (device_cuda_count() == 0) return gale_error(GALE_ERR_UNSUPPORTED, "CUDA: no usable GPU found");
     cuda_state *st = calloc(1, sizeof *st);
     if (!st) return gale_error(GALE_ERR_OOM, "CUDA backend: out of memory");
     b->impl = st;
     b->ops = &cuda_backend_ops;
+    st->gemv = gemv;
+    st->attention_variant = forced_attention;
     cudaError_t err = cudaStreamCreateWithFlags(&st->stream, cudaStreamNonBlocking);
     if (err != cudaSuccess) {
         cuda_backend_close(b);
         return cuda_fail(err, "stream");
     }
-    /* the hand-written decode GEMV only when asked, until the GPU benchmark (gale bench
-     * kernels dense) has shown where it beats cuBLAS */
-    const char *gemv = getenv("GALE_GEMV");
-    st->gemv = gemv && strcmp(gemv, "1") == 0;
-    /* GALE_ATTENTION=NAME forces one attention variant (gale bench kernels attention lists them) */
-    const char *attention = getenv("GALE_ATTENTION");
-    attention_variant variant = ATTENTION_AUTO;
-    if (attention && !attention_variant_parse(attention, &variant)) {
-        cuda_backend_close(b);
-        return gale_error(GALE_ERR_INVALID_ARG, "GALE_ATTENTION=%s: not an attention variant (auto, naive, flash_m64, …)",
-                          attention);
-    }
-    st->attention_variant = (int)variant;
     /* cuBLAS gets its workspace from us: it must not allocate while a graph records */
     err = cudaMalloc(&st->cublas_workspace, CUBLAS_WORKSPACE_BYTES);
     if (err != cudaSuccess) {
