@@ -6,6 +6,7 @@
 
 #include "backend/device.h"
 #include "bench_util.h"
+#include "gpu_timer.h"
 
 #ifdef GALE_HAVE_CUDA
 #include <cuda_runtime.h>
@@ -33,6 +34,19 @@ double bench_cpu_copy_bandwidth(size_t bytes) {
     return 2.0 * (double)bytes / bench_median(t, REPEATS);
 }
 
+#ifdef GALE_HAVE_CUDA
+typedef struct copy_job {
+    void *dst;
+    const void *src;
+    size_t bytes;
+} copy_job;
+
+static int copy_on_device(void *arg) {
+    const copy_job *c = arg;
+    return cudaMemcpyAsync(c->dst, c->src, c->bytes, cudaMemcpyDeviceToDevice, 0) != cudaSuccess;
+}
+#endif
+
 double bench_gpu_copy_bandwidth(size_t bytes) {
 #ifdef GALE_HAVE_CUDA
     if (device_cuda_count() == 0) return 0;
@@ -41,24 +55,12 @@ double bench_gpu_copy_bandwidth(size_t bytes) {
         cudaFree(a);
         return 0;
     }
-    cudaEvent_t start, stop;
-    cudaEventCreate(&start);
-    cudaEventCreate(&stop);
-    double t[REPEATS];
-    for (int r = 0; r < REPEATS; r++) {
-        cudaEventRecord(start, 0);
-        cudaMemcpy(b, a, bytes, cudaMemcpyDeviceToDevice);
-        cudaEventRecord(stop, 0);
-        cudaEventSynchronize(stop);
-        float ms = 0;
-        cudaEventElapsedTime(&ms, start, stop);
-        t[r] = (double)ms * 1e-3;
-    }
-    cudaEventDestroy(start);
-    cudaEventDestroy(stop);
+    copy_job job = {.dst = b, .src = a, .bytes = bytes};
+    const double ms =
+        bench_gpu_time_ms(&(gpu_timer){.warmups = 1, .loops = 1, .samples = REPEATS}, copy_on_device, &job, "copy");
     cudaFree(a);
     cudaFree(b);
-    return 2.0 * (double)bytes / bench_median(t, REPEATS);
+    return ms > 0 ? 2.0 * (double)bytes / (ms * 1e-3) : 0;
 #else
     (void)bytes;
     return 0;

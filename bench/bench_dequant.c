@@ -16,6 +16,8 @@
 #include "bandwidth.h"
 #include "bench_util.h"
 #include "core/dtype.h"
+#include "core/status.h"
+#include "gpu_timer.h"
 #include "model/quant.h"
 #ifdef GALE_HAVE_CUDA
 #include <cuda_runtime.h>
@@ -75,11 +77,16 @@ static void bench_cpu(uint64_t n) {
 }
 
 #ifdef GALE_HAVE_CUDA
-static double gpu_time(cudaEvent_t start, cudaEvent_t stop) {
-    float ms = 0;
-    cudaEventSynchronize(stop);
-    cudaEventElapsedTime(&ms, start, stop);
-    return (double)ms * 1e-3;
+typedef struct dequant_job {
+    gale_dtype dtype;
+    const void *src;
+    uint64_t n;
+    void *out;
+} dequant_job;
+
+static int dequant_on_device(void *arg) {
+    const dequant_job *j = arg;
+    return kernel_dequant_bf16(j->dtype, j->src, j->n, j->out, NULL) != GALE_OK;
 }
 
 static void bench_gpu(void) {
@@ -91,10 +98,6 @@ static void bench_gpu(void) {
         printf("GPU: cannot allocate the bandwidth buffers\n");
         return;
     }
-    cudaEvent_t start, stop;
-    cudaEventCreate(&start);
-    cudaEventCreate(&stop);
-    double t[REPEATS];
     struct cudaDeviceProp prop;
     cudaGetDeviceProperties(&prop, 0);
     printf("\nGPU %s: copy bandwidth B = %.0f GB/s (2 GiB device-to-device, read + write)\n", prop.name,
@@ -106,14 +109,14 @@ static void bench_gpu(void) {
         uint8_t *host = random_blocks((gale_dtype)d, n / info->block_elems);
         cudaMemcpy(a, host, src_bytes, cudaMemcpyHostToDevice);
         free(host);
-        kernel_dequant_bf16((gale_dtype)d, a, n, b, NULL); /* warm-up */
-        for (int r = 0; r < REPEATS; r++) {
-            cudaEventRecord(start, 0);
-            kernel_dequant_bf16((gale_dtype)d, a, n, b, NULL);
-            cudaEventRecord(stop, 0);
-            t[r] = gpu_time(start, stop);
+        dequant_job job = {.dtype = (gale_dtype)d, .src = a, .n = n, .out = b};
+        const double ms = bench_gpu_time_ms(&(gpu_timer){.warmups = 1, .loops = 1, .samples = REPEATS},
+                                            dequant_on_device, &job, info->name);
+        if (ms <= 0) {
+            printf("%-6s failed: %s\n", info->name, gale_last_error());
+            continue;
         }
-        double seconds = bench_median(t, REPEATS), bytes = (double)src_bytes + (double)n * 2;
+        double seconds = ms * 1e-3, bytes = (double)src_bytes + (double)n * 2;
         printf("%-6s %10.3f %12.0f %7.1f%%\n", info->name, seconds * 1e3, bytes / seconds / 1e9,
                100.0 * bytes / seconds / bandwidth);
     }

@@ -27,7 +27,7 @@
 #include <string.h>
 
 #include "bandwidth.h"
-#include "bench_util.h"
+#include "gpu_timer.h"
 #include "kernel_bench.h"
 
 #ifdef GALE_HAVE_CUDA
@@ -36,7 +36,7 @@
 #include "backend/device.h"
 #include "kernels.h"
 
-enum { MAX_REPEATS = 15, SLOW_MAX_PREFILL = 4096 };
+enum { SLOW_MAX_PREFILL = 4096 };
 
 typedef struct bench_options {
     bool all;
@@ -141,35 +141,24 @@ static attention_launch launch_for(const shape *s, const bench_buffers *b) {
                               .max_context = s->context, .out = b->out};
 }
 
-/* Milliseconds of one launch: median of repeats after a warm-up; < 0 on failure (reported). */
+typedef struct variant_launch {
+    attention_launch *launch;
+    attention_variant variant;
+} variant_launch;
+
+static int run_variant(void *arg) {
+    const variant_launch *v = arg;
+    return kernel_attention_bf16(v->launch, v->variant, NULL) != GALE_OK;
+}
+
+/* Milliseconds of one launch: the median of about a quarter second of launches after a
+ * warm-up; < 0 on failure (reported). */
 static double time_variant(attention_launch *a, attention_variant v) {
-    cudaEvent_t start, stop;
-    cudaEventCreate(&start);
-    cudaEventCreate(&stop);
-    double t[MAX_REPEATS];
-    int repeats = MAX_REPEATS;
-    for (int r = -1; r < repeats; r++) {
-        cudaEventRecord(start, 0);
-        gale_status status = kernel_attention_bf16(a, v, NULL);
-        cudaEventRecord(stop, 0);
-        cudaError_t err = cudaEventSynchronize(stop);
-        if (status != GALE_OK || err != cudaSuccess) {
-            fprintf(stderr, "gale bench kernels attention: %s: %s\n", attention_variant_name(v),
-                    status != GALE_OK ? gale_last_error() : cudaGetErrorString(err));
-            cudaEventDestroy(start), cudaEventDestroy(stop);
-            return -1;
-        }
-        float ms = 0;
-        cudaEventElapsedTime(&ms, start, stop);
-        if (r < 0) { /* the warm-up sizes the repeats: about a quarter second per variant and shape */
-            repeats = ms > 0 ? (int)(250.0 / ms) : MAX_REPEATS;
-            repeats = repeats < 3 ? 3 : repeats > MAX_REPEATS ? MAX_REPEATS : repeats;
-        } else {
-            t[r] = ms;
-        }
-    }
-    cudaEventDestroy(start), cudaEventDestroy(stop);
-    return bench_median(t, repeats);
+    variant_launch job = {.launch = a, .variant = v};
+    const double ms = bench_gpu_time_ms(&(gpu_timer){.warmups = 1, .loops = 1, .budget_ms = 250}, run_variant, &job,
+                                        attention_variant_name(v));
+    if (ms < 0) fprintf(stderr, "gale bench kernels attention: %s: %s\n", attention_variant_name(v), gale_last_error());
+    return ms;
 }
 
 /* Σ over queries of the keys each sees */

@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "bandwidth.h"
-#include "bench_util.h"
+#include "gpu_timer.h"
 #include "kernel_bench.h"
 
 #ifdef GALE_HAVE_CUDA
@@ -29,7 +29,6 @@
 
 typedef struct bench_ctx {
     cudaStream_t stream;
-    cudaEvent_t start, stop;
     cublasHandle_t cublas;
     double copy_gbs; /* device-to-device copy, GB/s */
     bool json;
@@ -37,20 +36,22 @@ typedef struct bench_ctx {
 
 typedef gale_status (*launch_fn)(const bench_ctx *ctx, void *arg);
 
-/* Milliseconds per launch: the median of 9 timed loops of `loops` launches. */
+typedef struct timed_launch {
+    const bench_ctx *ctx;
+    launch_fn fn;
+    void *arg;
+} timed_launch;
+
+static int run_timed(void *arg) {
+    const timed_launch *t = arg;
+    return t->fn(t->ctx, t->arg) != GALE_OK;
+}
+
+/* Milliseconds per launch: the median of 9 timed loops of `loops` launches; < 0 on failure. */
 static double time_ms(const bench_ctx *ctx, launch_fn fn, void *arg, int loops) {
-    if (fn(ctx, arg) != GALE_OK) return -1; /* warm-up, and the launch check */
-    double samples[9];
-    for (int s = 0; s < 9; s++) {
-        cudaEventRecord(ctx->start, ctx->stream);
-        for (int i = 0; i < loops; i++) fn(ctx, arg);
-        cudaEventRecord(ctx->stop, ctx->stream);
-        cudaEventSynchronize(ctx->stop);
-        float ms = 0;
-        cudaEventElapsedTime(&ms, ctx->start, ctx->stop);
-        samples[s] = (double)ms / loops;
-    }
-    return bench_median(samples, 9);
+    timed_launch t = {.ctx = ctx, .fn = fn, .arg = arg};
+    return bench_gpu_time_ms(&(gpu_timer){.stream = ctx->stream, .warmups = 1, .loops = loops, .samples = 9}, run_timed,
+                             &t, "gale bench kernels dense");
 }
 
 static void report(const bench_ctx *ctx, const char *kernel, const char *shape, double ms, double bytes) {
@@ -285,8 +286,6 @@ int kernel_bench_dense(int argc, char **argv) {
     bench_ctx ctx = {.json = json};
     ctx.copy_gbs = bench_gpu_copy_bandwidth((size_t)1 << 30) / 1e9;
     cudaStreamCreate(&ctx.stream);
-    cudaEventCreate(&ctx.start);
-    cudaEventCreate(&ctx.stop);
     if (cublasCreate(&ctx.cublas) != CUBLAS_STATUS_SUCCESS) {
         fprintf(stderr, "gale bench kernels dense: cuBLAS did not start\n");
         return 1;
@@ -296,8 +295,6 @@ int kernel_bench_dense(int argc, char **argv) {
     for (int v = 0; v < N_VARIANTS; v++)
         if (strcmp(variant, "all") == 0 || strcmp(variant, variants[v].name) == 0) variants[v].run(&ctx);
     cublasDestroy(ctx.cublas);
-    cudaEventDestroy(ctx.start);
-    cudaEventDestroy(ctx.stop);
     cudaStreamDestroy(ctx.stream);
     return 0;
 #else

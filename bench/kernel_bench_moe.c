@@ -27,7 +27,7 @@
 
 #include "backend/device.h"
 #include "bandwidth.h"
-#include "bench_util.h"
+#include "gpu_timer.h"
 #include "kernels.h"
 
 enum { H = 4096, I = 14336, E = 8, K = 2, MAX_BATCH = 1024, WARMUP = 3, REPEATS = 10 };
@@ -37,7 +37,6 @@ enum { N_BATCHES = sizeof batches / sizeof batches[0] };
 typedef struct bench {
     cudaStream_t stream;
     cublasHandle_t cublas;
-    cudaEvent_t start, stop;
     void *expert_w[3 * E]; /* gate[0 … E), up[…], down[…]: bf16 [I, H], [I, H], [H, I] */
     const void **table;    /* device [3E]: the pointers above */
     void *router;          /* bf16 [E, H] */
@@ -85,8 +84,6 @@ static int alloc_random(void **d, size_t count, float scale, uint64_t seed) {
 
 static int setup(bench *b) {
     TRY_CUDA(cudaStreamCreateWithFlags(&b->stream, cudaStreamNonBlocking), "stream");
-    TRY_CUDA(cudaEventCreate(&b->start), "event");
-    TRY_CUDA(cudaEventCreate(&b->stop), "event");
     TRY_CUBLAS(cublasCreate(&b->cublas), "cuBLAS handle");
     TRY_CUBLAS(cublasSetStream(b->cublas, b->stream), "cuBLAS stream");
     const size_t mat = (size_t)I * H;
@@ -124,8 +121,6 @@ static void teardown(bench *b) {
                     b->dense_gate,    b->dense_up, b->dense_down, b->dense_g, b->dense_u};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) cudaFree(bufs[i]);
     if (b->cublas) cublasDestroy(b->cublas);
-    if (b->start) cudaEventDestroy(b->start);
-    if (b->stop) cudaEventDestroy(b->stop);
     if (b->stream) cudaStreamDestroy(b->stream);
 }
 
@@ -173,20 +168,23 @@ static int run_gemm_rate(bench *b, int n, int unused) {
     return gemm(b, b->dense_g, n, b->expert_w[0], I, H, b->dense_u); /* [n, H]·[I, H]ᵀ, n = 2048 */
 }
 
+typedef struct bench_job {
+    bench *b;
+    bench_fn fn;
+    int n, arg;
+} bench_job;
+
+static int run_job(void *arg) {
+    const bench_job *j = arg;
+    return j->fn(j->b, j->n, j->arg);
+}
+
 /* median seconds of fn over REPEATS after WARMUP, or a negative value on failure */
 static double time_median(bench *b, bench_fn fn, int n, int arg) {
-    double t[REPEATS];
-    for (int r = 0; r < WARMUP; r++)
-        if (fn(b, n, arg)) return -1;
-    for (int r = 0; r < REPEATS; r++) {
-        if (cudaEventRecord(b->start, b->stream) != cudaSuccess || fn(b, n, arg) ||
-            cudaEventRecord(b->stop, b->stream) != cudaSuccess || cudaEventSynchronize(b->stop) != cudaSuccess)
-            return -1;
-        float ms = 0;
-        cudaEventElapsedTime(&ms, b->start, b->stop);
-        t[r] = (double)ms * 1e-3;
-    }
-    return bench_median(t, REPEATS);
+    bench_job job = {.b = b, .fn = fn, .n = n, .arg = arg};
+    const double ms = bench_gpu_time_ms(&(gpu_timer){.stream = b->stream, .warmups = WARMUP, .loops = 1, .samples = REPEATS},
+                                        run_job, &job, "gale bench kernels moe");
+    return ms < 0 ? -1 : ms * 1e-3;
 }
 
 /* the distinct experts the router picks for the first n tokens (host top-K of its logits) */
