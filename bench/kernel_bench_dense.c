@@ -96,13 +96,14 @@ typedef struct rope_arg {
     void *q, *k, *v, *kc, *vc;
     int32_t *positions, *seq_of, *tables;
     float *inv_freq;
+    const rope_qk_norm *norm; /* NULL, or Gemma 3's q/k norm fused in */
     int n, heads, kv_heads, head_dim, stride;
 } rope_arg;
 
 static gale_status run_rope(const bench_ctx *ctx, void *a) {
     rope_arg *p = a;
-    return kernel_rope_store_kv_bf16(p->q, p->k, p->v, p->positions, p->seq_of, p->inv_freq, p->n, p->heads, p->kv_heads,
-                                     p->head_dim, p->kc, p->vc, p->tables, p->stride, 16, ctx->stream);
+    return kernel_rope_store_kv_bf16(p->q, p->k, p->v, p->positions, p->seq_of, p->inv_freq, p->norm, p->n, p->heads,
+                                     p->kv_heads, p->head_dim, p->kc, p->vc, p->tables, p->stride, 16, ctx->stream);
 }
 
 typedef struct act_arg {
@@ -183,7 +184,12 @@ static void bench_rope(const bench_ctx *ctx) {
         char shape[64];
         snprintf(shape, sizeof shape, "%d tok, %d/%d heads x %d", n, HEADS, KV_HEADS, HEAD_DIM);
         /* q and k read and written, v read, k and v written into the cache */
-        report(ctx, "rope + kv store", shape, time_ms(ctx, run_rope, &a, 50), (double)n * (2 * qd + 5 * kvd) * 2);
+        const double bytes = (double)n * (2 * qd + 5 * kvd) * 2;
+        report(ctx, "rope + kv store", shape, time_ms(ctx, run_rope, &a, 50), bytes);
+        /* the same with Gemma 3's q/k norm fused in (weights: any fp32 [head_dim], here the frequencies) */
+        const rope_qk_norm norm = {.q_weight = a.inv_freq, .k_weight = a.inv_freq, .offset = 1.0f, .eps = 1e-6f};
+        a.norm = &norm;
+        report(ctx, "qk norm + rope + kv", shape, time_ms(ctx, run_rope, &a, 50), bytes);
         void *bufs[] = {a.q, a.k, a.v, a.kc, a.vc, a.positions, a.seq_of, a.tables, a.inv_freq};
         for (size_t i = 0; i < 9; i++) cudaFree(bufs[i]);
         free(pos), free(seq), free(tab);

@@ -87,4 +87,10 @@ __device__ __forceinline__ uint16_t dev_f32_to_bf16(float f) {
     return (uint16_t)(bits >> 16);
 }
 
+/* The sum of v over the warp's 32 lanes, in every lane; all 32 lanes must call it. */
+__device__ __forceinline__ float dev_warp_sum(float v) {
+    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+    return v;
+}
+
 #endif

@@ -58,8 +58,7 @@ __global__ void __launch_bounds__(WARPS_PER_BLOCK * 32)
         }
     }
     for (int r = 0; r < ROWS; r++) {
-        float v = acc[r];
-        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+        const float v = dev_warp_sum(acc[r]);
         if (lane == 0) y[(size_t)r * out_dim + row] = dev_f32_to_bf16(v);
     }
 }

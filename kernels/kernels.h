@@ -50,13 +50,22 @@ gale_status kernel_rmsnorm_bf16(const void *x, void *residual, const void *add, 
 
 /* ---- rope.cu ---------------------------------------------------------------------- */
 
+/* Per-head RMSNorm of q and k before the rotation (Gemma 3): x · rsqrt(mean(x²) + eps) ·
+ * (offset + w) over each head's head_dim values, w fp32 [head_dim] on the device. */
+typedef struct rope_qk_norm {
+    const float *q_weight, *k_weight;
+    float offset, eps;
+} rope_qk_norm;
+
 /* Split-half rotary embedding of q [n, n_heads, head_dim] and k [n, n_kv_heads, head_dim]
- * in place, token i at positions[i] with inv_freq[head_dim/2]; then k and v [n, kv_dim]
- * of token i stored at its position of sequence seq_of[i] in the paged cache
- * (key_cache/value_cache [n_blocks, block_size, kv_dim], block_tables [n_seqs,
- * table_stride]; layout of src/engine/kvcache.h). */
+ * in place, token i at positions[i] with inv_freq[head_dim/2], each head normalised first
+ * when norm is not NULL; then k and v [n, kv_dim] of token i stored at its position of
+ * sequence seq_of[i] in the paged cache (key_cache/value_cache [n_blocks, block_size,
+ * kv_dim], block_tables [n_seqs, table_stride]; layout of src/engine/kvcache.h).
+ * head_dim even, at most 512. */
 gale_status kernel_rope_store_kv_bf16(void *q, void *k, const void *v, const int32_t *positions, const int32_t *seq_of,
-                                      const float *inv_freq, int n, int n_heads, int n_kv_heads, int head_dim,
+                                      const float *inv_freq, const rope_qk_norm *norm, int n, int n_heads, int n_kv_heads,
+                                      int head_dim,
                                       void *key_cache, void *value_cache, const int32_t *block_tables, int table_stride,
                                       int block_size, void *stream);
 

@@ -92,11 +92,6 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
     return (uint32_t)dev_f32_to_bf16(lo) | ((uint32_t)dev_f32_to_bf16(hi) << 16);
 }
 
-__device__ __forceinline__ float warp_sum(float v) {
-    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(FULL_MASK, v, offset);
-    return v;
-}
-
 /* ---- 1. gate ---- */
 
 /* (p, e) comes before (q, f): higher probability first, the lower index on ties — the
@@ -445,8 +440,8 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
 #pragma unroll
         for (int r = 0; r < GEMV_ROWS; r++)
             if (r < m) {
-                acc0[r] = warp_sum(acc0[r]);
-                if constexpr (GATED) acc1[r] = warp_sum(acc1[r]);
+                acc0[r] = dev_warp_sum(acc0[r]);
+                if constexpr (GATED) acc1[r] = dev_warp_sum(acc1[r]);
                 if (lane == 0)
                     out[(size_t)(first + pass + r) * N + col] =
                         dev_f32_to_bf16(GATED ? gated(acc0[r], acc1[r], gelu) : acc0[r]);

@@ -16,11 +16,6 @@ namespace {
 constexpr int NORM_THREADS = 256;
 constexpr int MAX_DIM = 65536;
 
-__device__ __forceinline__ float warp_sum(float v) {
-    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
-    return v;
-}
-
 /* out may be x (in place): each thread reads a value before it writes it */
 __global__ void rmsnorm_kernel(const uint16_t *x, uint16_t *residual, const uint16_t *__restrict__ add,
                                const float *__restrict__ w, float offset, float eps, int dim, uint16_t *out) {
@@ -38,12 +33,12 @@ __global__ void rmsnorm_kernel(const uint16_t *x, uint16_t *residual, const uint
         square_sum = __fmaf_rn(v, v, square_sum);
     }
     __shared__ float warp_sums[NORM_THREADS / 32];
-    square_sum = warp_sum(square_sum);
+    square_sum = dev_warp_sum(square_sum);
     if ((threadIdx.x & 31) == 0) warp_sums[threadIdx.x / 32] = square_sum;
     __syncthreads();
     if (threadIdx.x < 32) {
         float v = threadIdx.x < NORM_THREADS / 32 ? warp_sums[threadIdx.x] : 0.0f;
-        v = warp_sum(v);
+        v = dev_warp_sum(v);
         if (threadIdx.x == 0) warp_sums[0] = v;
     }
     __syncthreads();

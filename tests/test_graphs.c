@@ -40,6 +40,8 @@ typedef struct recorded_op {
     gale_activation act;
     paged_kv kv;
     attention_params attention;
+    head_norm norm;
+    bool has_norm;
 } recorded_op;
 
 typedef struct recording {
@@ -86,11 +88,13 @@ static gale_status rec_matmul(backend *b, const void *x, int n, const gale_tenso
 }
 
 static void rec_rope(backend *b, void *q, void *k, const void *v, int n, int heads, int kv_heads, int head_dim,
-                     const int32_t *positions, const int32_t *seq_of, const float *inv_freq, const paged_kv *kv) {
+                     const int32_t *positions, const int32_t *seq_of, const float *inv_freq, const head_norm *norm,
+                     const paged_kv *kv) {
     if (!rec.capturing) return cpu_backend_ops.rope_store_kv(b, q, k, v, n, heads, kv_heads, head_dim, positions, seq_of,
-                                                             inv_freq, kv);
+                                                             inv_freq, norm, kv);
     record(&(recorded_op){.kind = OP_ROPE, .io = q, .out2 = k, .in = v, .n = n, .heads = heads, .kv_heads = kv_heads,
-                          .head_dim = head_dim, .ints = positions, .ints2 = seq_of, .f32 = inv_freq, .kv = *kv});
+                          .head_dim = head_dim, .ints = positions, .ints2 = seq_of, .f32 = inv_freq, .kv = *kv,
+                          .norm = norm ? *norm : (head_norm){0}, .has_norm = norm != NULL});
 }
 
 static gale_status rec_attention(backend *b, const void *q, const paged_kv *kv, int n, const int32_t *positions,
@@ -184,7 +188,7 @@ static gale_status rec_graph_launch(backend *b, void *graph) {
         case OP_MATMUL: GALE_TRY(cpu->matmul(b, o->in, o->n, o->w, o->out)); break;
         case OP_ROPE:
             cpu->rope_store_kv(b, o->io, o->out2, o->in, o->n, o->heads, o->kv_heads, o->head_dim, o->ints, o->ints2,
-                               o->f32, &o->kv);
+                               o->f32, o->has_norm ? &o->norm : NULL, &o->kv);
             break;
         case OP_ATTENTION: GALE_TRY(cpu->attention(b, o->in, &o->kv, o->n, o->ints, o->ints2, &o->attention, o->out)); break;
         case OP_ACTIVATION: cpu->gated_activation(b, o->io, o->in, o->count, o->act); break;

@@ -87,7 +87,8 @@ Test(kernels_cuda, rmsnorm_matches_cpu) {
 
 /* ---- rope + store kv ---- */
 
-static void check_rope(int n, int n_heads, int n_kv_heads, int head_dim) {
+/* qk_norm: Gemma 3's per-head q/k RMSNorm (offset 1) fused in before the rotation */
+static void check_rope(int n, int n_heads, int n_kv_heads, int head_dim, bool qk_norm) {
     const int block_size = 16, n_blocks = 9, stride = 4, half = head_dim / 2; /* two sequences */
     const int kv_dim = n_kv_heads * head_dim;
     size_t q_count = (size_t)n * n_heads * head_dim, k_count = (size_t)n * kv_dim;
@@ -109,8 +110,14 @@ static void check_rope(int n, int n_heads, int n_kv_heads, int head_dim) {
     int32_t *d_pos = to_device(positions, (size_t)n * sizeof(int32_t)), *d_seq = to_device(seq_of, (size_t)n * sizeof(int32_t));
     int32_t *d_tables = to_device(tables, sizeof tables);
     float *d_freq = to_device(inv_freq, (size_t)half * sizeof(float));
-    cr_assert_eq(kernel_rope_store_kv_bf16(d_q, d_k, d_v, d_pos, d_seq, d_freq, n, n_heads, n_kv_heads, head_dim, d_kc,
-                                           d_vc, d_tables, stride, block_size, NULL),
+    float q_weight[512], k_weight[512];
+    for (int i = 0; i < head_dim; i++) q_weight[i] = uniform(-0.5f, 1.5f), k_weight[i] = uniform(-0.5f, 1.5f);
+    float *d_qw = to_device(q_weight, (size_t)head_dim * sizeof(float));
+    float *d_kw = to_device(k_weight, (size_t)head_dim * sizeof(float));
+    const rope_qk_norm gpu_norm = {.q_weight = d_qw, .k_weight = d_kw, .offset = 1.0f, .eps = 1e-6f};
+    const head_norm cpu_norm = {.q_weight = q_weight, .k_weight = k_weight, .offset = 1.0f, .eps = 1e-6f};
+    cr_assert_eq(kernel_rope_store_kv_bf16(d_q, d_k, d_v, d_pos, d_seq, d_freq, qk_norm ? &gpu_norm : NULL, n, n_heads,
+                                           n_kv_heads, head_dim, d_kc, d_vc, d_tables, stride, block_size, NULL),
                  GALE_OK, "%s", gale_last_error());
     float *gq = download_bf16(d_q, q_count, "rope q"), *gk = download_bf16(d_k, k_count, "rope k");
     float *kc = download_bf16(d_kc, cache_count, "key cache"), *vc = download_bf16(d_vc, cache_count, "value cache");
@@ -118,14 +125,15 @@ static void check_rope(int n, int n_heads, int n_kv_heads, int head_dim) {
     float *cpu_kc = calloc(cache_count, sizeof *cpu_kc), *cpu_vc = calloc(cache_count, sizeof *cpu_vc);
     paged_kv cpu_kv = {.keys = cpu_kc, .values = cpu_vc, .block_size = block_size, .kv_dim = kv_dim,
                        .block_tables = tables, .table_stride = stride};
-    b.ops->rope_store_kv(&b, q, k, v, n, n_heads, n_kv_heads, head_dim, positions, seq_of, inv_freq, &cpu_kv);
+    b.ops->rope_store_kv(&b, q, k, v, n, n_heads, n_kv_heads, head_dim, positions, seq_of, inv_freq,
+                         qk_norm ? &cpu_norm : NULL, &cpu_kv);
     free(cpu_kc), free(cpu_vc); /* the GPU's cache is checked against its own k below */
     for (size_t i = 0; i < q_count; i++) q[i] = bf16_to_f32(f32_to_bf16(q[i]));
     for (size_t i = 0; i < k_count; i++) k[i] = bf16_to_f32(f32_to_bf16(k[i]));
     char what[96];
-    snprintf(what, sizeof what, "rope q %d×%d×%d", n, n_heads, head_dim);
+    snprintf(what, sizeof what, "%srope q %d×%d×%d", qk_norm ? "q norm + " : "", n, n_heads, head_dim);
     assert_bf16_close(gq, q, q_count, BF16_RTOL, BF16_ATOL, what);
-    snprintf(what, sizeof what, "rope k %d×%d×%d", n, n_kv_heads, head_dim);
+    snprintf(what, sizeof what, "%srope k %d×%d×%d", qk_norm ? "k norm + " : "", n, n_kv_heads, head_dim);
     assert_bf16_close(gk, k, k_count, BF16_RTOL, BF16_ATOL, what);
     /* every token's rows sit in its slot, equal to what the kernel left in k and to v */
     bool *written = calloc(cache_count, sizeof *written);
@@ -147,6 +155,8 @@ static void check_rope(int n, int n_heads, int n_kv_heads, int head_dim) {
     CUDA_ASSERT(cudaFree(d_seq));
     CUDA_ASSERT(cudaFree(d_tables));
     CUDA_ASSERT(cudaFree(d_freq));
+    CUDA_ASSERT(cudaFree(d_qw));
+    CUDA_ASSERT(cudaFree(d_kw));
     free(hq), free(hk), free(hv), free(q), free(k), free(v), free(gq), free(gk), free(kc), free(vc), free(written);
 }
 
@@ -155,10 +165,20 @@ static void check_rope(int n, int n_heads, int n_kv_heads, int head_dim) {
 Test(kernels_cuda, rope_and_kv_store_match_cpu) {
     require_cuda();
 #ifdef GALE_HAVE_CUDA
-    check_rope(1, 9, 3, 64);
-    check_rope(37, 9, 3, 64);
-    check_rope(37, 8, 8, 128);
-    check_rope(5, 4, 1, 256);
+    check_rope(1, 9, 3, 64, false);
+    check_rope(37, 9, 3, 64, false);
+    check_rope(37, 8, 8, 128, false);
+    check_rope(5, 4, 1, 256, false);
+#endif
+}
+
+Test(kernels_cuda, qk_norm_fused_into_rope_matches_cpu) {
+    require_cuda();
+#ifdef GALE_HAVE_CUDA
+    check_rope(1, 8, 4, 256, true); /* Gemma 3 1B's heads */
+    check_rope(37, 4, 1, 256, true);
+    check_rope(37, 9, 3, 64, true);
+    check_rope(5, 8, 8, 128, true);
 #endif
 }
 

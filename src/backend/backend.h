@@ -40,6 +40,14 @@ typedef struct sample_row {
     int n_penalty;                 /* 0 when no penalty applies */
 } sample_row;
 
+/* Gemma 3's per-head RMSNorm of q and k (q_norm, k_norm), which rope_store_kv applies
+ * before rotating when given: y = x · rsqrt(mean(x²) + eps) · (offset + w) over each
+ * head's head_dim values. */
+typedef struct head_norm {
+    const float *q_weight, *k_weight; /* fp32 [head_dim], backend memory */
+    float offset, eps;
+} head_norm;
+
 typedef struct attention_params {
     int n_heads, n_kv_heads, head_dim;
     float scale;   /* multiplier of q·k */
@@ -86,10 +94,12 @@ typedef struct backend_ops {
     /* y[n, dim] = x · rsqrt(mean(x²) + eps) · (offset + w) per row; w fp32 [dim]; y may be x */
     void (*rmsnorm)(backend *b, const void *x, int n, int dim, const float *w, float offset, float eps, void *y);
     /* split-half rotary embedding of q [n, n_heads, head_dim] and k [n, n_kv_heads,
-     * head_dim] in place (token i at positions[i], inv_freq [head_dim/2]), then k and v
-     * [n, kv_dim] of token i written at positions[i] of sequence seq_of[i] in the cache */
+     * head_dim] in place (token i at positions[i], inv_freq [head_dim/2]), after each
+     * head's RMSNorm when norm is not NULL; then k and v [n, kv_dim] of token i written at
+     * positions[i] of sequence seq_of[i] in the cache */
     void (*rope_store_kv)(backend *b, void *q, void *k, const void *v, int n, int n_heads, int n_kv_heads, int head_dim,
-                          const int32_t *positions, const int32_t *seq_of, const float *inv_freq, const paged_kv *kv);
+                          const int32_t *positions, const int32_t *seq_of, const float *inv_freq, const head_norm *norm,
+                          const paged_kv *kv);
     /* out[n, heads, hd]: query i (q[n, heads, hd], at positions[i] of sequence seq_of[i])
      * over that sequence's cached positions up to its own (causal, windowed, softcapped);
      * every position it sees is stored already */

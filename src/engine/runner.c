@@ -366,10 +366,8 @@ static gale_status attention_block(model_runner *s, int l, int n, const batch_kv
     GALE_TRY(ops->matmul(&s->b, s->h, n, lw->wq, s->q));
     GALE_TRY(ops->matmul(&s->b, s->h, n, lw->wk, s->k));
     GALE_TRY(ops->matmul(&s->b, s->h, n, lw->wv, s->v));
-    if (c->qk_norm) {
-        ops->rmsnorm(&s->b, s->q, n * c->n_heads, hd, norms->q, c->norm_weight_offset, c->rms_norm_eps, s->q);
-        ops->rmsnorm(&s->b, s->k, n * c->n_kv_heads, hd, norms->k, c->norm_weight_offset, c->rms_norm_eps, s->k);
-    }
+    const head_norm qk_norm = {.q_weight = norms->q, .k_weight = norms->k, .offset = c->norm_weight_offset,
+                               .eps = c->rms_norm_eps};
     const float *inv_freq = s->inv_freq + (size_t)l * half;
     int group = kv->cache->layer_group[l];
     paged_kv layer_kv = {.keys = kv->cache->keys[l],
@@ -379,7 +377,7 @@ static gale_status attention_block(model_runner *s, int l, int n, const batch_kv
                          .block_tables = kv->tables + (size_t)group * kv->n_seqs * kv->stride,
                          .table_stride = kv->stride};
     ops->rope_store_kv(&s->b, s->q, s->k, s->v, n, c->n_heads, c->n_kv_heads, hd, kv->positions, kv->seq_of, inv_freq,
-                       &layer_kv);
+                       c->qk_norm ? &qk_norm : NULL, &layer_kv);
     attention_params p = {.n_heads = c->n_heads, .n_kv_heads = c->n_kv_heads, .head_dim = hd, .scale = c->attn_scale,
                           .softcap = c->attn_softcap, .window = c->layers[l].window, .max_context = s->n_ctx};
     GALE_TRY(ops->attention(&s->b, s->q, &layer_kv, n, kv->positions, kv->seq_of, &p, s->attn));

@@ -365,7 +365,12 @@ static void cpu_store_kv(backend *b, const paged_kv *kv, const void *keys, const
 }
 
 static void cpu_rope_store_kv(backend *b, void *q, void *k, const void *v, int n, int n_heads, int n_kv_heads, int head_dim,
-                              const int32_t *positions, const int32_t *seq_of, const float *inv_freq, const paged_kv *kv) {
+                              const int32_t *positions, const int32_t *seq_of, const float *inv_freq, const head_norm *norm,
+                              const paged_kv *kv) {
+    if (norm) {
+        cpu_rmsnorm(b, q, n * n_heads, head_dim, norm->q_weight, norm->offset, norm->eps, q);
+        cpu_rmsnorm(b, k, n * n_kv_heads, head_dim, norm->k_weight, norm->offset, norm->eps, k);
+    }
     cpu_rope(b, q, n, n_heads, head_dim, positions, inv_freq);
     cpu_rope(b, k, n, n_kv_heads, head_dim, positions, inv_freq);
     cpu_store_kv(b, kv, k, v, n, positions, seq_of);

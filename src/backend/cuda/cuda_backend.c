@@ -199,9 +199,14 @@ static void cuda_add_rmsnorm(backend *b, void *x, const void *add, int n, int di
 }
 
 static void cuda_rope_store_kv(backend *b, void *q, void *k, const void *v, int n, int n_heads, int n_kv_heads, int head_dim,
-                               const int32_t *positions, const int32_t *seq_of, const float *inv_freq, const paged_kv *kv) {
-    (void)kernel_rope_store_kv_bf16(q, k, v, positions, seq_of, inv_freq, n, n_heads, n_kv_heads, head_dim, kv->keys,
-                                    kv->values, kv->block_tables, kv->table_stride, kv->block_size, cuda_backend_state(b)->stream);
+                               const int32_t *positions, const int32_t *seq_of, const float *inv_freq, const head_norm *norm,
+                               const paged_kv *kv) {
+    const rope_qk_norm fused = norm ? (rope_qk_norm){.q_weight = norm->q_weight, .k_weight = norm->k_weight,
+                                                     .offset = norm->offset, .eps = norm->eps}
+                                    : (rope_qk_norm){0};
+    (void)kernel_rope_store_kv_bf16(q, k, v, positions, seq_of, inv_freq, norm ? &fused : NULL, n, n_heads, n_kv_heads,
+                                    head_dim, kv->keys, kv->values, kv->block_tables, kv->table_stride, kv->block_size,
+                                    cuda_backend_state(b)->stream);
 }
 
 /* The host copy of a staged array (stage_ints), or NULL when ints was not staged here. */
