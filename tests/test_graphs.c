@@ -11,7 +11,10 @@
  *   - the engine, with batches whose size changes (recorded sizes with padding rows),
  *     generates exactly the plain CPU engine's tokens, and replays happened;
  *   - Mixtral's generic MoE layer reads routing on the host, which a recording cannot
- *     hold: the recording fails, the runner warns and runs op by op, tokens unchanged. */
+ *     hold: the recording fails, the runner warns and runs op by op, tokens unchanged;
+ *   - like CUDA's attention and MoE scratch, the attention op's scratch grows with the
+ *     rows of a step (and cannot grow while recording): with batches that grow, each
+ *     graph size is still recorded once — the scratch is sized before the first one. */
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
 #include <stdio.h>
@@ -54,6 +57,8 @@ static struct {
     recording *current;
     uint64_t epoch;
     int recordings, launches;
+    int scratch_rows;            /* the attention op's per-step scratch, in rows */
+    int recorded_rows[257];      /* how often a graph of each size was recorded */
     int32_t *stage[4];
     size_t stage_cap[4];
 } rec;
@@ -99,6 +104,12 @@ static void rec_rope(backend *b, void *q, void *k, const void *v, int n, int hea
 
 static gale_status rec_attention(backend *b, const void *q, const paged_kv *kv, int n, const int32_t *positions,
                                  const int32_t *seq_of, const attention_params *p, void *out) {
+    if (n > rec.scratch_rows) { /* the scratch is reallocated: graphs may hold the old one */
+        cr_assert(!rec.capturing, "a recording of %d rows needs more scratch than %d rows: it would allocate", n,
+                  rec.scratch_rows);
+        if (rec.scratch_rows) rec.epoch++;
+        rec.scratch_rows = n;
+    }
     if (!rec.capturing) return cpu_backend_ops.attention(b, q, kv, n, positions, seq_of, p, out);
     record(&(recorded_op){.kind = OP_ATTENTION, .in = q, .kv = *kv, .n = n, .ints = positions, .ints2 = seq_of,
                           .attention = *p, .out = out});
@@ -172,6 +183,9 @@ static gale_status rec_graph_end(backend *b, void **graph) {
         return gale_error(GALE_ERR_DEVICE, "test recording: invalidated");
     }
     rec.recordings++;
+    const int rows = rec.current->n > 0 ? rec.current->ops[0].n : 0; /* the embedding's rows: the graph's size */
+    cr_assert(rows > 0 && rows <= 256, "a recording of %d rows", rows);
+    rec.recorded_rows[rows]++;
     *graph = rec.current;
     return GALE_OK;
 }
@@ -299,3 +313,28 @@ Test(graphs, engine_batches_of_changing_size_replay_with_padding) { check_engine
 Test(graphs, gemma2_softcaps_replay) { check_engine("gemma2", true); }
 
 Test(graphs, a_recording_that_fails_falls_back_to_op_by_op) { check_engine("mixtral", false); }
+
+/* One-token prompts, a request joining every other step: steps of 1, 2, 3 … 8 decoding
+ * sequences, each recorded size larger than any step before it, then fewer as requests
+ * finish (the sizes recorded first come back). */
+Test(graphs, growing_batches_record_each_size_once) {
+    gale_model *m = load_tiny("llama");
+    workload w;
+    make_workload(&w, gale_model_config(m), 12);
+    for (int i = 0; i < N_REQUESTS; i++) w.n_prompt[i] = 1;
+    use_recording_backend();
+    gale_engine *e = new_engine(m, 8, 512, 0);
+    runner_use_test_backend(NULL);
+    run_workload(e, &w, 0, N_REQUESTS, 2);
+    gale_engine_free(e);
+    int sizes = 0;
+    for (int rows = 1; rows <= 256; rows++) {
+        cr_assert_leq(rec.recorded_rows[rows], 1, "the graph of %d rows was recorded %d times", rows,
+                      rec.recorded_rows[rows]);
+        sizes += rec.recorded_rows[rows];
+    }
+    cr_assert_geq(sizes, 4, "sizes 1, 2, 4 and 8 recorded (%d sizes)", sizes);
+    cr_assert_gt(rec.launches, sizes, "steps replayed (%d)", rec.launches);
+    free_workload(&w);
+    gale_model_free(m);
+}

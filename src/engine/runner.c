@@ -525,15 +525,22 @@ static bool is_decode_step(const runner_batch *batch) {
 }
 
 /* Once: every buffer a recorded step uses grown to graph_max rows, so recording a smaller
- * size later frees nothing a recorded graph holds. */
+ * size later frees nothing a recorded graph holds. The runner's own buffers are grown
+ * here; the backend's per-step scratch (MoE routing and expert activations, attention
+ * partials) grows as a step needs it, so one step of graph_max rows, all padding, is run
+ * op by op: without it each new size's first step would grow that scratch and so make
+ * every graph recorded before it record again. */
 static gale_status prepare_recording(model_runner *s, kv_cache *cache, int stride) {
     const int rows = s->graph_max;
     GALE_TRY(grow_scratch(s, rows, rows));
     if (!s->pad && !(s->pad = calloc(3 * (size_t)rows, sizeof *s->pad)))
         return gale_error(GALE_ERR_OOM, "forward: out of memory");
+    int32_t *ids = s->pad, *positions = s->pad + rows, *seq_of = positions + rows;
+    for (int i = 0; i < rows; i++) seq_of[i] = -1; /* padding: stores nothing, attends to nothing */
     const int32_t *staged;
     batch_kv kv;
-    GALE_TRY(stage_batch(s, cache, s->pad, s->pad, s->pad, rows, NULL, 0, rows, stride, &staged, &kv));
+    GALE_TRY(stage_batch(s, cache, ids, positions, seq_of, rows, NULL, 0, rows, stride, &staged, &kv));
+    GALE_TRY(run_model(s, rows, staged, &kv, NULL, rows));
     s->graph_ready = true;
     return GALE_OK;
 }
