@@ -42,7 +42,9 @@ __global__ void rmsnorm_kernel(const uint16_t *x, uint16_t *residual, const uint
         if (threadIdx.x == 0) warp_sums[0] = v;
     }
     __syncthreads();
-    const float inv = rsqrtf(warp_sums[0] / (float)dim + eps);
+    /* cpu_rmsnorm's 1/sqrtf, correctly rounded (rsqrtf is off by up to 2 ulp and would flip
+     * some bf16 roundings); once per row, so its cost does not show */
+    const float inv = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(__fdiv_rn(warp_sums[0], (float)dim), eps)));
     for (int i = threadIdx.x; i < dim; i += NORM_THREADS)
         out[row * dim + i] = dev_f32_to_bf16(dev_bf16_to_f32(src[i]) * inv * (offset + w[i]));
 }

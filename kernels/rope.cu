@@ -57,7 +57,7 @@ __global__ void rope_store_kv_kernel(uint16_t *q, uint16_t *k, const uint16_t *_
                 square_sum = __fmaf_rn(x, x, square_sum);
             }
             /* every lane has read its values before any writes: the shuffle orders them */
-            inv = __fdiv_rn(1.0f, sqrtf(__fadd_rn(__fdiv_rn(dev_warp_sum(square_sum), (float)head_dim), norm_eps)));
+            inv = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(__fdiv_rn(dev_warp_sum(square_sum), (float)head_dim), norm_eps)));
         }
         for (int pair = lane; pair < half; pair += 32) {
             float a = dev_bf16_to_f32(row[pair]), b = dev_bf16_to_f32(row[pair + half]);
