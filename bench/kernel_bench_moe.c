@@ -147,7 +147,7 @@ static int moe_layer(bench *b, int n, moe_path path) {
                             .gate = b->table,
                             .up = b->table + E,
                             .down = b->table + 2 * E};
-    TRY_GALE(kernel_moe_bf16(b->logits, b->x, n, &ex, path, b->workspace, b->workspace_bytes, b->out, b->stream));
+    TRY_GALE(kernel_moe_bf16(b->logits, NULL, b->x, n, &ex, path, b->workspace, b->workspace_bytes, b->out, b->stream));
     return 0;
 }
 

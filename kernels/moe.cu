@@ -99,12 +99,14 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
 __device__ __forceinline__ bool ranks_above(float p, int e, float q, int f) { return p > q || (p == q && e < f); }
 
 __global__ void __launch_bounds__(GATE_WARPS * 32)
-    moe_gate_kernel(const float *__restrict__ logits, int n, int E, int K, int32_t *__restrict__ expert,
-                    float *__restrict__ weight) {
+    moe_gate_kernel(const float *__restrict__ logits, const int32_t *__restrict__ seq_of, int n, int E, int K,
+                    int32_t *__restrict__ expert, float *__restrict__ weight) {
     const int lane = threadIdx.x & 31;
     const int t = blockIdx.x * GATE_WARPS + (int)threadIdx.x / 32;
     if (t >= n) return; /* a whole warp: no block-wide barrier follows */
-    const float *row = logits + (size_t)t * E;
+    /* a padding row takes token 0's experts: they are read for token 0 anyway */
+    const int routed_as = seq_of && seq_of[t] < 0 ? 0 : t;
+    const float *row = logits + (size_t)routed_as * E;
     const int e0 = lane, e1 = lane + 32;
     const float l0 = e0 < E ? row[e0] : -INFINITY, l1 = e1 < E ? row[e1] : -INFINITY;
     float max = fmaxf(l0, l1);
@@ -588,14 +590,14 @@ extern "C" size_t moe_workspace_bytes(int n, int n_experts, int top_k, int hidde
 
 /* ---- launchers ---- */
 
-extern "C" gale_status kernel_moe_gate(const float *logits, int n, int n_experts, int top_k, int32_t *expert,
-                                       float *weight, void *stream) {
+extern "C" gale_status kernel_moe_gate(const float *logits, const int32_t *seq_of, int n, int n_experts, int top_k,
+                                       int32_t *expert, float *weight, void *stream) {
     GALE_TRY(check_shape("MoE gate", n, n_experts, top_k));
     if (n > 0 && (!logits || !expert || !weight)) return gale_error(GALE_ERR_INVALID_ARG, "MoE gate: NULL buffer");
     if (n == 0) return GALE_OK;
     const unsigned blocks = (unsigned)((n + GATE_WARPS - 1) / GATE_WARPS);
-    moe_gate_kernel<<<blocks, GATE_WARPS * 32, 0, static_cast<cudaStream_t>(stream)>>>(logits, n, n_experts, top_k,
-                                                                                       expert, weight);
+    moe_gate_kernel<<<blocks, GATE_WARPS * 32, 0, static_cast<cudaStream_t>(stream)>>>(logits, seq_of, n, n_experts,
+                                                                                       top_k, expert, weight);
     return cuda_check_launch("MoE gate");
 }
 
@@ -650,8 +652,9 @@ extern "C" gale_status kernel_moe_combine_bf16(const moe_routing *r, const void 
     return cuda_check_launch("MoE combine");
 }
 
-extern "C" gale_status kernel_moe_bf16(const float *logits, const void *x, int n, const moe_experts *ex, moe_path path,
-                                       void *workspace, size_t workspace_bytes, void *out, void *stream) {
+extern "C" gale_status kernel_moe_bf16(const float *logits, const int32_t *seq_of, const void *x, int n,
+                                       const moe_experts *ex, moe_path path, void *workspace, size_t workspace_bytes,
+                                       void *out, void *stream) {
     GALE_TRY(check_experts("MoE layer", ex));
     GALE_TRY(check_shape("MoE layer", n, ex->n_experts, ex->top_k));
     if (n == 0) return GALE_OK;
@@ -673,7 +676,7 @@ extern "C" gale_status kernel_moe_bf16(const float *logits, const void *x, int n
     r.tile_row = reinterpret_cast<int32_t *>(base + l.tile_row);
     r.active = reinterpret_cast<int32_t *>(base + l.active);
     void *act = base + l.act, *expert_out = base + l.expert_out;
-    GALE_TRY(kernel_moe_gate(logits, n, E, K, r.expert, r.weight, stream));
+    GALE_TRY(kernel_moe_gate(logits, seq_of, n, E, K, r.expert, r.weight, stream));
     GALE_TRY(kernel_moe_dispatch(&r, n, E, K, stream));
     GALE_TRY(kernel_moe_experts_bf16(&r, x, n, ex, path, act, expert_out, stream));
     return kernel_moe_combine_bf16(&r, expert_out, n, K, H, out, stream);

@@ -81,9 +81,11 @@ typedef struct moe_experts {
 
 /* logits [n, E] fp32 → expert and weight [n·K]: softmax over all E in fp32, the K most
  * probable (first index on ties), renormalised to sum 1 — the CPU's rule. NaN logits
- * give meaningless weights but experts in range. */
-gale_status kernel_moe_gate(const float *logits, int n, int n_experts, int top_k, int32_t *expert, float *weight,
-                            void *stream);
+ * give meaningless weights but experts in range. seq_of [n] or NULL: a token with
+ * seq_of < 0 (a padding row of a recorded decode step, whose rows are real first) is
+ * routed as token 0, so padding adds no expert whose weights the step must read. */
+gale_status kernel_moe_gate(const float *logits, const int32_t *seq_of, int n, int n_experts, int top_k,
+                            int32_t *expert, float *weight, void *stream);
 /* From r->expert (each in [0, E)): offsets, slot_row, row_token, the tile map and the
  * active list — a counting sort in one thread block. */
 gale_status kernel_moe_dispatch(const moe_routing *r, int n, int n_experts, int top_k, void *stream);
@@ -97,11 +99,12 @@ gale_status kernel_moe_experts_bf16(const moe_routing *r, const void *x, int n, 
 gale_status kernel_moe_combine_bf16(const moe_routing *r, const void *expert_out, int n, int top_k, int hidden,
                                     void *out, void *stream);
 
-/* The whole layer after the router GEMM: out[n, H] from logits [n, E] (fp32) and x
- * [n, H], through the four steps above, in a workspace of at least
+/* The whole layer after the router GEMM: out[n, H] from logits [n, E] (fp32), x [n, H]
+ * and seq_of (NULL, or padding rows as kernel_moe_gate takes them), through the four
+ * steps above, in a workspace of at least
  * moe_workspace_bytes(n, …) bytes. out must not overlap x. */
-gale_status kernel_moe_bf16(const float *logits, const void *x, int n, const moe_experts *ex, moe_path path,
-                            void *workspace, size_t workspace_bytes, void *out, void *stream);
+gale_status kernel_moe_bf16(const float *logits, const int32_t *seq_of, const void *x, int n, const moe_experts *ex,
+                            moe_path path, void *workspace, size_t workspace_bytes, void *out, void *stream);
 
 #ifdef __cplusplus
 }

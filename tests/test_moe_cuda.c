@@ -4,7 +4,9 @@
  * GPU tests (skip themselves without a GPU):
  * - gate: ids exactly the CPU rule's (softmax, top-k, first index on ties) on logits whose
  *   ranks are ≥ 0.17 apart and on logits with exact ties; weights within 1e-6; NaN logits
- *   still give distinct experts in range. E = 1 … 64, K = 1 … 8, 1 … 513 tokens.
+ *   still give distinct experts in range. E = 1 … 64, K = 1 … 8, 1 … 513 tokens. With
+ *   padding rows (seq_of < 0, every third row after the first), those rows are routed
+ *   exactly as token 0 is.
  * - dispatch: offsets, each slot's row, each row's token, the tile map and the active list
  *   exactly those of a host counting sort, for random routings and for routings where one
  *   expert takes every token and others none, up to 4104 slots (several 1024-slot chunks).
@@ -131,20 +133,26 @@ static void fill_logits(float *logits, int n, int E, int kind) {
     }
 }
 
-static void check_gate(int E, int K, int n, int kind) {
+/* padded: rows 2, 5, 8 … are padding (seq_of −1), to be routed as token 0 */
+static void check_gate(int E, int K, int n, int kind, bool padded) {
     const size_t slots = (size_t)n * K;
     float *logits = malloc((size_t)n * E * sizeof *logits);
+    int32_t *seq_of = malloc((size_t)n * sizeof *seq_of);
     fill_logits(logits, n, E, kind);
+    for (int t = 0; t < n; t++) seq_of[t] = padded && t % 3 == 2 ? -1 : t;
     float *d_logits = to_device(logits, (size_t)n * E * sizeof *logits);
+    int32_t *d_seq_of = to_device(seq_of, (size_t)n * sizeof *seq_of);
     int32_t *d_expert = guarded_device(slots * sizeof(int32_t));
     float *d_weight = guarded_device(slots * sizeof(float));
-    cr_assert_eq(kernel_moe_gate(d_logits, n, E, K, d_expert, d_weight, NULL), GALE_OK, "%s", gale_last_error());
+    cr_assert_eq(kernel_moe_gate(d_logits, padded ? d_seq_of : NULL, n, E, K, d_expert, d_weight, NULL), GALE_OK, "%s",
+                 gale_last_error());
     int32_t *expert = download_guarded(d_expert, slots * sizeof(int32_t), "gate experts");
     float *weight = download_guarded(d_weight, slots * sizeof(float), "gate weights");
     for (int t = 0; t < n; t++) {
         int32_t chosen[MOE_MAX_TOP_K];
         float w[MOE_MAX_TOP_K];
-        backend_moe_route(logits + (size_t)t * E, E, K, chosen, w);
+        const int routed_as = seq_of[t] < 0 ? 0 : t;
+        backend_moe_route(logits + (size_t)routed_as * E, E, K, chosen, w);
         for (int k = 0; k < K; k++) {
             const int32_t got = expert[(size_t)t * K + k];
             if (kind == LOGITS_NAN) { /* only: in range and distinct */
@@ -153,15 +161,16 @@ static void check_gate(int E, int K, int n, int kind) {
                     cr_assert_neq(expert[(size_t)t * K + j], got, "E=%d k=%d: token %d picks %d twice", E, K, t, got);
                 continue;
             }
-            cr_assert_eq(got, chosen[k], "E=%d k=%d n=%d: token %d choice %d is expert %d, the CPU's %d", E, K, n, t, k,
-                         got, chosen[k]);
+            cr_assert_eq(got, chosen[k], "E=%d k=%d n=%d: token %d (routed as %d) choice %d is expert %d, the CPU's %d",
+                         E, K, n, t, routed_as, k, got, chosen[k]);
             const float gw = weight[(size_t)t * K + k];
             cr_assert(fabsf(gw - w[k]) <= 1e-6f, "E=%d k=%d: token %d weight %d is %.9g, the CPU's %.9g", E, K, t, k,
                       (double)gw, (double)w[k]);
         }
     }
     CUDA_ASSERT(cudaFree(d_logits));
-    free(logits), free(expert), free(weight);
+    CUDA_ASSERT(cudaFree(d_seq_of));
+    free(logits), free(seq_of), free(expert), free(weight);
 }
 
 /* ---- dispatch ---- */
@@ -423,7 +432,7 @@ static float *gpu_op(backend *gb, const layer *l, const uint16_t *x, int n) {
     uint16_t *d_x = guarded_device_bf16(count, x), *d_out = guarded_device_bf16(count, NULL);
     moe_weights w = weights_of(l, true);
     CUDA_ASSERT(cudaDeviceSynchronize()); /* the uploads land before the backend's own stream reads them */
-    cr_assert_eq(gb->ops->moe(gb, d_x, n, &w, d_out), GALE_OK, "%s", gale_last_error());
+    cr_assert_eq(gb->ops->moe(gb, d_x, n, NULL, &w, d_out), GALE_OK, "%s", gale_last_error());
     float *out = download_bf16(d_out, count, "moe out");
     float *x_back = download_bf16(d_x, count, "moe x"); /* x untouched, guard intact */
     for (size_t i = 0; i < count; i++) cr_assert_eq(x_back[i], bf16_to_f32(x[i]), "the op wrote into x at %zu", i);
@@ -440,7 +449,7 @@ static float *gpu_path(const layer *l, const uint16_t *x, const float *logits, i
     float *d_logits = to_device(logits, (size_t)n * l->c.E * sizeof *logits);
     uint16_t *d_x = guarded_device_bf16(count, x), *d_out = guarded_device_bf16(count, NULL);
     void *d_ws = guarded_device(ws);
-    cr_assert_eq(kernel_moe_bf16(d_logits, d_x, n, &ex, path, d_ws, ws, d_out, NULL), GALE_OK, "%s", gale_last_error());
+    cr_assert_eq(kernel_moe_bf16(d_logits, NULL, d_x, n, &ex, path, d_ws, ws, d_out, NULL), GALE_OK, "%s", gale_last_error());
     float *out = download_bf16(d_out, count, "moe out");
     free(download_guarded(d_ws, ws, "moe workspace"));
     CUDA_ASSERT(cudaFree(d_logits));
@@ -575,11 +584,11 @@ Test(moe_cuda_host, launchers_refuse_bad_arguments) {
     /* every check runs before a launch: nothing here touches a GPU */
     float fake_logits[4] = {0};
     int32_t fake_ids[4] = {0};
-    assert_error(kernel_moe_gate(fake_logits, 1, 65, 2, fake_ids, fake_logits, NULL), GALE_ERR_INVALID_ARG, "MoE gate");
-    assert_error(kernel_moe_gate(fake_logits, 1, 4, 5, fake_ids, fake_logits, NULL), GALE_ERR_INVALID_ARG,
+    assert_error(kernel_moe_gate(fake_logits, NULL, 1, 65, 2, fake_ids, fake_logits, NULL), GALE_ERR_INVALID_ARG, "MoE gate");
+    assert_error(kernel_moe_gate(fake_logits, NULL, 1, 4, 5, fake_ids, fake_logits, NULL), GALE_ERR_INVALID_ARG,
                  "5 per token");
-    assert_error(kernel_moe_gate(NULL, 1, 4, 2, fake_ids, fake_logits, NULL), GALE_ERR_INVALID_ARG, "NULL");
-    assert_error(kernel_moe_gate(fake_logits, -1, 4, 2, fake_ids, fake_logits, NULL), GALE_ERR_INVALID_ARG,
+    assert_error(kernel_moe_gate(NULL, NULL, 1, 4, 2, fake_ids, fake_logits, NULL), GALE_ERR_INVALID_ARG, "NULL");
+    assert_error(kernel_moe_gate(fake_logits, NULL, -1, 4, 2, fake_ids, fake_logits, NULL), GALE_ERR_INVALID_ARG,
                  "-1 tokens");
     moe_routing empty = {0};
     assert_error(kernel_moe_dispatch(&empty, 3, 8, 2, NULL), GALE_ERR_INVALID_ARG, "MoE dispatch");
@@ -592,19 +601,19 @@ Test(moe_cuda_host, launchers_refuse_bad_arguments) {
                       .gate = table,
                       .up = table + 8,
                       .down = table + 16};
-    assert_error(kernel_moe_bf16(fake_logits, table, 1, &ex, MOE_PATH_AUTO, table, sizeof table, table, NULL),
+    assert_error(kernel_moe_bf16(fake_logits, NULL, table, 1, &ex, MOE_PATH_AUTO, table, sizeof table, table, NULL),
                  GALE_ERR_INVALID_ARG, "hidden 36");
     ex.hidden = 64;
-    assert_error(kernel_moe_bf16(fake_logits, table, 1, &ex, MOE_PATH_AUTO, table, sizeof table, table, NULL),
+    assert_error(kernel_moe_bf16(fake_logits, NULL, table, 1, &ex, MOE_PATH_AUTO, table, sizeof table, table, NULL),
                  GALE_ERR_INVALID_ARG, "workspace");
     ex.act = (gale_activation)7;
-    assert_error(kernel_moe_bf16(fake_logits, table, 1, &ex, MOE_PATH_AUTO, table, sizeof table, table, NULL),
+    assert_error(kernel_moe_bf16(fake_logits, NULL, table, 1, &ex, MOE_PATH_AUTO, table, sizeof table, table, NULL),
                  GALE_ERR_INVALID_ARG, "activation 7");
     ex.act = GALE_ACT_SILU;
     assert_error(kernel_moe_experts_bf16(&empty, table, 1, &ex, (moe_path)9, table, table, NULL), GALE_ERR_INVALID_ARG,
                  "path 9");
     assert_error(kernel_moe_combine_bf16(&empty, table, 1, 2, 12, table, NULL), GALE_ERR_INVALID_ARG, "hidden 12");
-    cr_assert_eq(kernel_moe_bf16(NULL, NULL, 0, &ex, MOE_PATH_AUTO, NULL, 0, NULL, NULL), GALE_OK,
+    cr_assert_eq(kernel_moe_bf16(NULL, NULL, NULL, 0, &ex, MOE_PATH_AUTO, NULL, 0, NULL, NULL), GALE_OK,
                  "no tokens: no work");
 #endif
 }
@@ -618,9 +627,10 @@ Test(moe_cuda, gate_matches_cpu_routing) {
     const int batches[] = {1, 3, 64, 513};
     for (int s = 0; s < 10; s++)
         for (int b = 0; b < 4; b++) {
-            check_gate(shapes[s][0], shapes[s][1], batches[b], LOGITS_SPACED);
-            check_gate(shapes[s][0], shapes[s][1], batches[b], LOGITS_TIED);
-            check_gate(shapes[s][0], shapes[s][1], batches[b], LOGITS_NAN);
+            check_gate(shapes[s][0], shapes[s][1], batches[b], LOGITS_SPACED, false);
+            check_gate(shapes[s][0], shapes[s][1], batches[b], LOGITS_TIED, false);
+            check_gate(shapes[s][0], shapes[s][1], batches[b], LOGITS_NAN, false);
+            check_gate(shapes[s][0], shapes[s][1], batches[b], LOGITS_SPACED, true);
         }
 #endif
 }

@@ -123,8 +123,10 @@ typedef struct backend_ops {
      * fused with the next norm); y is not x */
     void (*add_rmsnorm)(backend *b, void *x, const void *add, int n, int dim, const float *w, float offset, float eps,
                         void *y);
-    /* out[n, H] = the MoE layer of backend_moe, on the device's own dispatch */
-    gale_status (*moe)(backend *b, const void *x, int n, const moe_weights *w, void *out);
+    /* out[n, H] = the MoE layer of backend_moe, on the device's own dispatch. seq_of [n]
+     * (staged): a padding row (< 0) may take another row's experts instead of its own, so
+     * that it switches on no expert the step would not read anyway; its output is unused */
+    gale_status (*moe)(backend *b, const void *x, int n, const int32_t *seq_of, const moe_weights *w, void *out);
     /* ids[rows] (host) = a token per row of logits [rows, vocab] (activation values) under
      * each row's rule, drawn on the device: only the ids travel to the host */
     gale_status (*sample)(backend *b, const void *logits, int rows, int vocab, const sample_row *rule, int32_t *ids);

@@ -387,7 +387,7 @@ static gale_status attention_block(model_runner *s, int l, int n, const batch_kv
 }
 
 /* The MLP half of layer l: x += the attention's output, then its own output in s->tmp. */
-static gale_status mlp_block(model_runner *s, int l, int n) {
+static gale_status mlp_block(model_runner *s, int l, int n, const batch_kv *kv) {
     const gale_config *c = s->c;
     const layer_weights *lw = &s->w->layers[l];
     const layer_norms *norms = &s->norms[l];
@@ -404,7 +404,7 @@ static gale_status mlp_block(model_runner *s, int l, int n) {
                                .hidden = H,
                                .intermediate = c->intermediate,
                                .act = c->activation};
-        if (ops->moe) GALE_TRY(ops->moe(&s->b, s->h, n, &experts, s->tmp));
+        if (ops->moe) GALE_TRY(ops->moe(&s->b, s->h, n, kv->seq_of, &experts, s->tmp));
         else GALE_TRY(backend_moe(&s->b, s->h, n, &experts, &s->moe, s->tmp));
     } else {
         GALE_TRY(backend_gated_mlp(&s->b, lw->w_gate, lw->w_up, lw->w_down, c->activation, c->intermediate, s->h, n,
@@ -500,7 +500,7 @@ static gale_status run_model(model_runner *s, int n, const int32_t *ids, const b
     GALE_TRY(ops->embed(&s->b, s->w->embed, ids, n, scale, s->x));
     for (int l = 0; l < c->n_layers; l++) {
         GALE_TRY(attention_block(s, l, n, kv, l > 0 ? s->tmp : NULL));
-        GALE_TRY(mlp_block(s, l, n));
+        GALE_TRY(mlp_block(s, l, n, kv));
     }
     if (rows == 0) return GALE_OK;
     /* the last MLP's output (s->tmp) joins the residual stream before the final norm */

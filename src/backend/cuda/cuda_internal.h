@@ -81,7 +81,7 @@ gale_status cuda_gemm_rows(cuda_state *st, const void *x, int n, const void *w, 
                            cudaDataType_t y_type);
 
 /* cuda_moe.c: the MoE layer on the GPU (backend.h: the moe op) and its buffers' release. */
-gale_status cuda_moe(backend *b, const void *x, int n, const moe_weights *w, void *out);
+gale_status cuda_moe(backend *b, const void *x, int n, const int32_t *seq_of, const moe_weights *w, void *out);
 void cuda_moe_free(backend *b);
 
 #endif

@@ -127,7 +127,7 @@ static gale_status layer_pointers(cuda_state *st, const moe_weights *w, const la
     return GALE_OK;
 }
 
-gale_status cuda_moe(backend *b, const void *x, int n, const moe_weights *w, void *out) {
+gale_status cuda_moe(backend *b, const void *x, int n, const int32_t *seq_of, const moe_weights *w, void *out) {
     cuda_state *st = cuda_backend_state(b);
     if (!st->moe && !(st->moe = calloc(1, sizeof *st->moe))) return gale_error(GALE_ERR_OOM, "CUDA MoE: out of memory");
     cuda_moe_state *m = st->moe;
@@ -152,7 +152,8 @@ gale_status cuda_moe(backend *b, const void *x, int n, const moe_weights *w, voi
                             .gate = t->device,
                             .up = t->device + E,
                             .down = t->device + 2 * E};
-    return kernel_moe_bf16(m->logits, x, n, &ex, moe_choose_path(n), m->workspace, m->workspace_cap, out, st->stream);
+    return kernel_moe_bf16(m->logits, seq_of, x, n, &ex, moe_choose_path(n), m->workspace, m->workspace_cap, out,
+                           st->stream);
 }
 
 void cuda_moe_free(backend *b) {
