@@ -283,6 +283,7 @@ typedef struct gale_output {
 typedef struct gale_engine_stats {
     int waiting, running;
     uint64_t steps, preemptions, prompt_tokens, generated_tokens;
+    uint64_t graph_replays;        /* decode steps run as replayed CUDA graphs */
     int kv_block_size;
     int kv_groups;                 /* layer groups by attention window */
     int kv_window[4];              /* per group: 0 full, else the window */

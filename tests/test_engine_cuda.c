@@ -23,6 +23,7 @@
 #include "backend/device.h"
 #include "core/mapped_file.h"
 #include "core/npy.h"
+#include "engine/runner.h"
 #include "batch_workload.h"
 #include "cuda_test_support.h"
 #include "test_support.h"
@@ -140,6 +141,12 @@ ParameterizedTest(size_t *index, engine_cuda, graph_replay_is_bit_identical_to_e
         cr_assert_eq(memcmp(a, b, (size_t)vocab * sizeof *a), 0, "%s position %d: replayed logits differ from eager ones",
                      family, step);
     }
+    /* the first decode step records, every later one replays: a recording that failed
+     * (a warning, then op by op) would make this test compare eager with eager */
+    const uint64_t want = (uint64_t)(n - prompt - 1);
+    cr_assert_eq(session_graph_replays(graphs), want, "%s: %llu of %llu decode steps replayed a graph", family,
+                 (unsigned long long)session_graph_replays(graphs), (unsigned long long)want);
+    cr_assert_eq(session_graph_replays(eager), 0, "%s: --enforce-eager replayed graphs", family);
     free(a), free(b);
     gale_session_free(graphs);
     gale_session_free(eager);
@@ -156,6 +163,8 @@ static void run_on_gpu(const gale_model *m, workload *w) {
     gale_engine *e = engine_with(m, &p);
     make_workload(w, gale_model_config(m), 16);
     run_workload(e, w, 0, N_REQUESTS, 0);
+    const gale_engine_stats stats = gale_engine_get_stats(e);
+    cr_assert_gt(stats.graph_replays, 0, "no decode step replayed a graph in %llu steps", (unsigned long long)stats.steps);
     gale_engine_free(e);
 }
 

@@ -272,6 +272,9 @@ ParameterizedTest(size_t *index, graphs, replayed_session_steps_are_bit_identica
     }
     cr_assert_eq(rec.recordings, 1, "%s: one graph size recorded once, not %d times", family, rec.recordings);
     cr_assert_eq(rec.launches, 39, "%s: every step after the first replayed (%d replays)", family, rec.launches);
+    cr_assert_eq(session_graph_replays(replayed), 39, "%s: the runner counts %llu replays", family,
+                 (unsigned long long)session_graph_replays(replayed));
+    cr_assert_eq(session_graph_replays(plain), 0, "%s: the plain CPU backend replays nothing", family);
     free(a), free(b);
     gale_session_free(replayed);
     gale_session_free(plain);

@@ -291,6 +291,7 @@ gale_engine_stats gale_engine_get_stats(const gale_engine *e) {
                             .preemptions = scheduler_preemptions(e->sched),
                             .prompt_tokens = e->prompt_tokens,
                             .generated_tokens = e->generated_tokens,
+                            .graph_replays = runner_graph_replays(e->runner),
                             .kv_block_size = e->cache.block_size,
                             .kv_groups = e->cache.n_groups};
     for (int g = 0; g < e->cache.n_groups && g < 4; g++) {

@@ -59,6 +59,7 @@ struct model_runner {
     void *graphs[N_GRAPH_SIZES];
     uint64_t graph_epoch[N_GRAPH_SIZES]; /* the backend's buffers_epoch when recorded */
     int32_t *pad;            /* host [3, graph_max]: a recorded step's ids, positions, seq_of */
+    uint64_t replays;        /* decode steps run as a replayed graph */
 };
 
 /* ---- set-up ---- */
@@ -328,6 +329,7 @@ void runner_free(model_runner *s) {
 }
 
 backend *runner_backend(model_runner *s) { return &s->b; }
+uint64_t runner_graph_replays(const model_runner *s) { return s->replays; }
 
 /* ---- the forward ---- */
 
@@ -570,7 +572,11 @@ static gale_status forward_recorded(model_runner *s, kv_cache *cache, const runn
     batch_kv kv;
     GALE_TRY(stage_batch(s, cache, ids, positions, seq_of, size, batch->seqs, n, size, stride, &d_ids, &kv));
     *ran = true;
-    if (s->graphs[k] && s->graph_epoch[k] == ops->buffers_epoch(&s->b)) return ops->graph_launch(&s->b, s->graphs[k]);
+    if (s->graphs[k] && s->graph_epoch[k] == ops->buffers_epoch(&s->b)) {
+        GALE_TRY(ops->graph_launch(&s->b, s->graphs[k]));
+        s->replays++;
+        return GALE_OK;
+    }
     if (s->graphs[k]) ops->graph_free(&s->b, s->graphs[k]);
     s->graphs[k] = NULL;
     GALE_TRY(run_model(s, size, d_ids, &kv, NULL, size)); /* this step, op by op */

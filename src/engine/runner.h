@@ -28,6 +28,9 @@ gale_status runner_create(const gale_model *model, const gale_engine_params *par
 void runner_free(model_runner *r);
 /* The backend the runner computes on; the KV cache's storage comes from it. */
 struct backend *runner_backend(model_runner *r);
+/* Decode steps run so far as a replayed graph (CUDA graphs): 0 when recording is off or
+ * failed — the tests' proof that replay was exercised, not eager run twice. */
+uint64_t runner_graph_replays(const model_runner *r);
 
 /* Runs the batch: stores every token's keys and values in the cache, returns logits
  * [n_logits, vocab] in batch order. The caller reserves blocks before (kv_seq_reserve)
@@ -48,8 +51,9 @@ void runner_use_test_backend(const struct backend_ops *ops);
 /* n_ctx, or min(max_position_embeddings, 4096) when 0 */
 int engine_default_context(const gale_config *c, int n_ctx);
 
-/* The session's cache, for tests that count blocks. */
+/* The session's cache, for tests that count blocks, and its runner's graph replays. */
 const kv_cache *session_kv_cache(const gale_session *s);
 const kv_seq *session_kv_seq(const gale_session *s);
+uint64_t session_graph_replays(const gale_session *s);
 
 #endif

@@ -88,6 +88,7 @@ int gale_session_position(const gale_session *s) { return s->seq.length; }
 int gale_session_context(const gale_session *s) { return s->n_ctx; }
 const kv_cache *session_kv_cache(const gale_session *s) { return &s->cache; }
 const kv_seq *session_kv_seq(const gale_session *s) { return &s->seq; }
+uint64_t session_graph_replays(const gale_session *s) { return runner_graph_replays(s->runner); }
 
 /* Stages n_ids tokens after the sequence's end as a batch (blocks reserved); the caller
  * runs it and then advances the sequence with session_advance. */
