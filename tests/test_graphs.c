@@ -58,6 +58,7 @@ static struct {
     uint64_t epoch;
     int recordings, launches;
     int scratch_rows;            /* the attention op's per-step scratch, in rows */
+    bool refuse_padding_steps;   /* attention fails on a step of padding rows only */
     int recorded_rows[257];      /* how often a graph of each size was recorded */
     int32_t *stage[4];
     size_t stage_cap[4];
@@ -110,6 +111,8 @@ static gale_status rec_attention(backend *b, const void *q, const paged_kv *kv, 
         if (rec.scratch_rows) rec.epoch++;
         rec.scratch_rows = n;
     }
+    if (rec.refuse_padding_steps && seq_of[0] < 0) /* as a device out of memory for the largest step */
+        return gale_error(GALE_ERR_OOM, "test recording: no memory for %d padding rows", n);
     if (!rec.capturing) return cpu_backend_ops.attention(b, q, kv, n, positions, seq_of, p, out);
     record(&(recorded_op){.kind = OP_ATTENTION, .in = q, .kv = *kv, .n = n, .ints = positions, .ints2 = seq_of,
                           .attention = *p, .out = out});
@@ -275,6 +278,31 @@ ParameterizedTest(size_t *index, graphs, replayed_session_steps_are_bit_identica
     cr_assert_eq(session_graph_replays(replayed), 39, "%s: the runner counts %llu replays", family,
                  (unsigned long long)session_graph_replays(replayed));
     cr_assert_eq(session_graph_replays(plain), 0, "%s: the plain CPU backend replays nothing", family);
+    free(a), free(b);
+    gale_session_free(replayed);
+    gale_session_free(plain);
+    gale_model_free(m);
+}
+
+/* The runner prepares its first recording with a step of padding rows; when that step
+ * fails, decode steps run op by op — same logits, nothing recorded — instead of failing. */
+Test(graphs, a_failed_preparation_falls_back_to_op_by_op) {
+    gale_model *m = load_tiny("llama");
+    const int vocab = gale_model_config(m)->vocab;
+    rec.refuse_padding_steps = true;
+    gale_session *replayed = new_session(m, true), *plain = new_session(m, false);
+    float *a = malloc((size_t)vocab * sizeof *a), *b = malloc((size_t)vocab * sizeof *b);
+    const int32_t prompt[] = {1, 17, 33, 5};
+    cr_assert_eq(gale_session_forward(replayed, prompt, 4, false, a), GALE_OK, "%s", gale_last_error());
+    cr_assert_eq(gale_session_forward(plain, prompt, 4, false, b), GALE_OK, "%s", gale_last_error());
+    for (int step = 0; step < 6; step++) {
+        const int32_t id = (int32_t)(step * 13 + 7);
+        cr_assert_eq(gale_session_forward(replayed, &id, 1, false, a), GALE_OK, "step %d: %s", step, gale_last_error());
+        cr_assert_eq(gale_session_forward(plain, &id, 1, false, b), GALE_OK, "%s", gale_last_error());
+        cr_assert_eq(memcmp(a, b, (size_t)vocab * sizeof *a), 0, "step %d: logits differ from the plain CPU's", step);
+    }
+    cr_assert_eq(rec.recordings, 0, "nothing recorded (%d)", rec.recordings);
+    cr_assert_eq(session_graph_replays(replayed), 0, "nothing replayed");
     free(a), free(b);
     gale_session_free(replayed);
     gale_session_free(plain);

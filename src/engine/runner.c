@@ -560,7 +560,11 @@ static gale_status forward_recorded(model_runner *s, kv_cache *cache, const runn
     if (k == N_GRAPH_SIZES || graph_sizes[k] > s->graph_max) return GALE_OK;
     for (int q = 0; q < batch->n_seqs; q++)
         if (batch->seqs[q]->n_logical > stride) return GALE_OK;
-    if (!s->graph_ready) GALE_TRY(prepare_recording(s, cache, stride));
+    if (!s->graph_ready && prepare_recording(s, cache, stride) != GALE_OK) { /* e.g. no memory for the largest size */
+        log_warn("decode steps run op by op from here: preparing their recording failed: %s", gale_last_error());
+        s->graphs_on = false;
+        return GALE_OK;
+    }
     const int size = graph_sizes[k];
     int32_t *ids = s->pad, *positions = s->pad + s->graph_max, *seq_of = positions + s->graph_max;
     for (int i = 0; i < size; i++) {
