@@ -25,6 +25,7 @@
 #include "test_support.h"
 
 #ifdef GALE_HAVE_CUDA
+#include "backend/cuda/cuda_backend.h"
 #include "kernels.h"
 #endif
 
@@ -372,5 +373,27 @@ Test(kernels_cuda, gemv_matches_cpu_matmul) {
     cr_assert(!kernel_gemv_supported((void *)16, (void *)16, 9, 64), "9 rows: cuBLAS's");
     cr_assert(!kernel_gemv_supported((void *)16, (void *)16, 1, 60), "in not a multiple of 8");
     cr_assert(!kernel_gemv_supported((void *)18, (void *)16, 1, 64), "misaligned x");
+#endif
+}
+
+/* The backend's ops that return nothing (norm, rope, activation, …) keep a refused launch
+ * for the next op that returns a status: it fails with the first one's message, once. */
+Test(kernels_cuda, a_failed_void_op_is_reported_by_the_next_op) {
+    require_cuda();
+#ifdef GALE_HAVE_CUDA
+    backend gb = {0};
+    cr_assert_eq(cuda_backend_open(&gb), GALE_OK, "%s", gale_last_error());
+    float w[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+    float *d_w = to_device(w, sizeof w);
+    uint16_t *d_x = guarded_device_bf16(8, NULL);
+    gb.ops->rmsnorm(&gb, d_x, 1, 70000, d_w, 0.0f, 1e-6f, d_x); /* 70000 values a row: more than the kernel takes */
+    gb.ops->rmsnorm(&gb, d_x, 1, 0, d_w, 0.0f, 1e-6f, d_x);     /* a second failure: the first one is kept */
+    float out[8];
+    cr_assert_eq(gb.ops->to_host(&gb, d_x, 8, out), GALE_ERR_INVALID_ARG, "the refused norm is reported");
+    cr_assert(strstr(gale_last_error(), "70000"), "the first failure's message: %s", gale_last_error());
+    cr_assert_eq(gb.ops->to_host(&gb, d_x, 8, out), GALE_OK, "reported once: %s", gale_last_error());
+    free(download_bf16(d_x, 8, "the refused norm's buffer")); /* untouched guard, buffer freed */
+    CUDA_ASSERT(cudaFree(d_w));
+    cuda_backend_close(&gb);
 #endif
 }

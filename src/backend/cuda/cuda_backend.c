@@ -10,6 +10,7 @@
  * (--device cuda). */
 #include "backend/cuda/cuda_backend.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,6 +33,7 @@ static gale_status cuda_alloc(backend *b, size_t bytes, void **out) {
     *out = NULL;
     cudaError_t err = cudaMalloc(out, bytes ? bytes : 1);
     if (err != cudaSuccess) {
+        (void)cudaGetLastError(); /* handled here: the next launch check must not report it */
         *out = NULL;
         return gale_error(GALE_ERR_OOM, "CUDA: %zu MiB do not fit in GPU memory (%s)", bytes >> 20, cudaGetErrorString(err));
     }
@@ -70,12 +72,30 @@ static gale_status grow(void **buf, size_t *cap, size_t bytes, bool graphs_may_h
     *buf = NULL;
     *cap = 0;
     size_t want = bytes < 4096 ? 4096 : bytes * 2;
-    CUDA_CALL(cudaMalloc(buf, want), "staging buffer");
+    cudaError_t err = cudaMalloc(buf, want);
+    if (err != cudaSuccess) {
+        (void)cudaGetLastError(); /* reported here, not by the next launch check */
+        *buf = NULL;
+        return cuda_fail(err, "scratch buffer");
+    }
     *cap = want;
     return GALE_OK;
 }
 
 gale_status cuda_grow_buffer(void **buf, size_t *cap, size_t bytes) { return grow(buf, cap, bytes, true); }
+
+void cuda_defer(cuda_state *st, gale_status status) {
+    if (status == GALE_OK || st->deferred != GALE_OK) return;
+    st->deferred = status;
+    snprintf(st->deferred_why, sizeof st->deferred_why, "%s", gale_last_error());
+}
+
+gale_status cuda_take_deferred(cuda_state *st) {
+    if (st->deferred == GALE_OK) return GALE_OK;
+    const gale_status status = st->deferred;
+    st->deferred = GALE_OK;
+    return gale_error(status, "%s", st->deferred_why);
+}
 
 /* For the buffers only work outside any graph uses (sampling, to_host, gather_rows): their
  * growth leaves recorded graphs valid. */
@@ -153,6 +173,7 @@ static void cuda_release_weight(backend *b, gale_tensor *t) {
 
 static gale_status cuda_to_host(backend *b, const void *src, size_t count, float *dst) {
     cuda_state *st = cuda_backend_state(b);
+    GALE_TRY(cuda_take_deferred(st));
     GALE_TRY(grow_unrecorded((void **)&st->f32, &st->f32_cap, count * sizeof(float)));
     GALE_TRY(kernel_dequant_f32(GALE_BF16, src, count, st->f32, st->stream));
     CUDA_CALL(cudaMemcpyAsync(dst, st->f32, count * sizeof(float), cudaMemcpyDeviceToHost, st->stream), "to host");
@@ -165,6 +186,7 @@ static gale_status cuda_to_host(backend *b, const void *src, size_t count, float
 /* y[n, out] = x[n, in] · wᵀ in bf16: the decode GEMV where asked for and it applies, else
  * cuBLAS (cuda_gemm_rows). */
 static gale_status cuda_matmul(backend *b, const void *x, int n, const gale_tensor *w, void *y) {
+    GALE_TRY(cuda_take_deferred(cuda_backend_state(b)));
     if (w->n_dims != 2 || w->dtype != GALE_BF16)
         return gale_error(GALE_ERR_SHAPE, "CUDA matmul: weight must be an uploaded 2-D bf16 tensor");
     const int out = (int)w->shape[0], in = (int)w->shape[1];
@@ -186,16 +208,19 @@ static gale_status cuda_embed(backend *b, const gale_tensor *table, const int32_
     return kernel_embed_bf16(table->data, (int)table->shape[0], (int)table->shape[1], ids, n, scale, y, cuda_backend_state(b)->stream);
 }
 
-/* The op table's norm, rope and activation ops return nothing: a launch failure here is
- * a programming error (bad shape) or a dead device, which the next synchronising call
- * (to_host) reports. */
+/* The op table's norm, rope and activation ops return nothing: a refused shape or a
+ * failed launch there (a programming error, or a dead device) is kept by cuda_defer and
+ * reported by the next op that returns a status — the next matmul, to_host, sample, or
+ * the end of a recording, which then fails. */
 static void cuda_rmsnorm(backend *b, const void *x, int n, int dim, const float *w, float offset, float eps, void *y) {
-    (void)kernel_rmsnorm_bf16(x, NULL, NULL, w, offset, eps, n, dim, y, cuda_backend_state(b)->stream);
+    cuda_state *st = cuda_backend_state(b);
+    cuda_defer(st, kernel_rmsnorm_bf16(x, NULL, NULL, w, offset, eps, n, dim, y, st->stream));
 }
 
 static void cuda_add_rmsnorm(backend *b, void *x, const void *add, int n, int dim, const float *w, float offset, float eps,
                              void *y) {
-    (void)kernel_rmsnorm_bf16(NULL, x, add, w, offset, eps, n, dim, y, cuda_backend_state(b)->stream);
+    cuda_state *st = cuda_backend_state(b);
+    cuda_defer(st, kernel_rmsnorm_bf16(NULL, x, add, w, offset, eps, n, dim, y, st->stream));
 }
 
 static void cuda_rope_store_kv(backend *b, void *q, void *k, const void *v, int n, int n_heads, int n_kv_heads, int head_dim,
@@ -204,9 +229,10 @@ static void cuda_rope_store_kv(backend *b, void *q, void *k, const void *v, int 
     const rope_qk_norm fused = norm ? (rope_qk_norm){.q_weight = norm->q_weight, .k_weight = norm->k_weight,
                                                      .offset = norm->offset, .eps = norm->eps}
                                     : (rope_qk_norm){0};
-    (void)kernel_rope_store_kv_bf16(q, k, v, positions, seq_of, inv_freq, norm ? &fused : NULL, n, n_heads, n_kv_heads,
-                                    head_dim, kv->keys, kv->values, kv->block_tables, kv->table_stride, kv->block_size,
-                                    cuda_backend_state(b)->stream);
+    cuda_state *st = cuda_backend_state(b);
+    cuda_defer(st, kernel_rope_store_kv_bf16(q, k, v, positions, seq_of, inv_freq, norm ? &fused : NULL, n, n_heads,
+                                             n_kv_heads, head_dim, kv->keys, kv->values, kv->block_tables,
+                                             kv->table_stride, kv->block_size, st->stream));
 }
 
 /* The host copy of a staged array (stage_ints), or NULL when ints was not staged here. */
@@ -264,22 +290,33 @@ static gale_status cuda_attention(backend *b, const void *q, const paged_kv *kv,
 }
 
 static void cuda_gated_activation(backend *b, void *gate, const void *up, size_t count, gale_activation act) {
-    (void)kernel_gated_activation_bf16(gate, up, count, act, gate, cuda_backend_state(b)->stream);
+    cuda_state *st = cuda_backend_state(b);
+    cuda_defer(st, kernel_gated_activation_bf16(gate, up, count, act, gate, st->stream));
 }
 
 static void cuda_softcap(backend *b, void *x, size_t count, float cap) {
-    (void)kernel_softcap_bf16(x, count, cap, cuda_backend_state(b)->stream);
+    cuda_state *st = cuda_backend_state(b);
+    cuda_defer(st, kernel_softcap_bf16(x, count, cap, st->stream));
 }
 
 static void cuda_add(backend *b, void *x, const void *y, size_t count) {
-    (void)kernel_axpy_bf16(x, y, 1.0f, count, cuda_backend_state(b)->stream);
+    cuda_state *st = cuda_backend_state(b);
+    cuda_defer(st, kernel_axpy_bf16(x, y, 1.0f, count, st->stream));
 }
 
 static void cuda_scale_add(backend *b, void *y, const void *x, float a, size_t count) {
-    (void)kernel_axpy_bf16(y, x, a, count, cuda_backend_state(b)->stream);
+    cuda_state *st = cuda_backend_state(b);
+    cuda_defer(st, kernel_axpy_bf16(y, x, a, count, st->stream));
 }
 
-static void cuda_zero(backend *b, void *x, size_t count) { cudaMemsetAsync(x, 0, count * 2, cuda_backend_state(b)->stream); }
+static void cuda_zero(backend *b, void *x, size_t count) {
+    cuda_state *st = cuda_backend_state(b);
+    const cudaError_t err = cudaMemsetAsync(x, 0, count * 2, st->stream);
+    if (err != cudaSuccess) {
+        (void)cudaGetLastError();
+        cuda_defer(st, cuda_fail(err, "zero"));
+    }
+}
 
 /* The rows go up in one copy and one launch of the embedding kernel gathers them: a row
  * index is a token id into a table of src's rows (scale 1: copied bit for bit). */
@@ -295,6 +332,7 @@ static gale_status cuda_gather_rows(backend *b, void *dst, const void *src, cons
 /* The rows' rules and penalty pairs go up in one copy, the ids come back in one. */
 static gale_status cuda_sample(backend *b, const void *logits, int rows, int vocab, const sample_row *rule, int32_t *ids) {
     cuda_state *st = cuda_backend_state(b);
+    GALE_TRY(cuda_take_deferred(st));
     if (rows <= 0) return GALE_OK;
     size_t pairs = 0;
     for (int r = 0; r < rows; r++) pairs += (size_t)rule[r].n_penalty;
@@ -353,12 +391,18 @@ static gale_status cuda_graph_begin(backend *b) {
 static gale_status cuda_graph_end(backend *b, void **graph) {
     *graph = NULL;
     cudaGraph_t recorded = NULL;
-    cuda_backend_state(b)->capturing = false;
-    cudaError_t err = cudaStreamEndCapture(cuda_backend_state(b)->stream, &recorded);
+    cuda_state *st = cuda_backend_state(b);
+    st->capturing = false;
+    cudaError_t err = cudaStreamEndCapture(st->stream, &recorded);
     if (err != cudaSuccess) {
         (void)cudaGetLastError();
         if (recorded) cudaGraphDestroy(recorded);
         return cuda_fail(err, "end graph capture");
+    }
+    const gale_status failed_op = cuda_take_deferred(st); /* a recording missing an op is no recording */
+    if (failed_op != GALE_OK) {
+        cudaGraphDestroy(recorded);
+        return failed_op;
     }
     cudaGraphExec_t exec = NULL;
     err = cudaGraphInstantiate(&exec, recorded, 0);

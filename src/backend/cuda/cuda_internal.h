@@ -27,6 +27,10 @@ typedef struct cuda_state {
     int32_t *stage_host[CUDA_STAGE_SLOTS]; /* the same arrays on the host, for planning work */
     size_t stage_host_cap[CUDA_STAGE_SLOTS];
     bool capturing;                   /* between graph_begin and graph_end */
+    /* the first failure of an op that returns nothing (norm, rope, activation, …), kept
+     * for the next op that returns a status (cuda_defer, cuda_take_deferred) */
+    gale_status deferred;
+    char deferred_why[256];
     int attention_variant;            /* attention_variant (kernels/attention_kernels.h): GALE_ATTENTION */
     void *attention_work;             /* the attention kernels' workspace */
     size_t attention_work_cap;
@@ -66,6 +70,12 @@ static inline gale_status cublas_fail(cublasStatus_t status, const char *what) {
         cublasStatus_t st_ = (call);                                                                                   \
         if (st_ != CUBLAS_STATUS_SUCCESS) return cublas_fail(st_, (what));                                             \
     } while (0)
+
+/* Keeps status (a failed launch or a refused shape in an op that returns nothing) until
+ * cuda_take_deferred reports it; only the first failure is kept. */
+void cuda_defer(cuda_state *st, gale_status status);
+/* GALE_OK, or the kept failure (then forgotten) with its message. */
+gale_status cuda_take_deferred(cuda_state *st);
 
 /* Tells recorded graphs that device memory they may hold was freed (cuda_grow_buffer and
  * the release op do it themselves; call it around any other cudaFree of such memory). */
