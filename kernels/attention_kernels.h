@@ -128,6 +128,12 @@ typedef struct attention_split {
 attention_split attention_decode_split(int n_tokens, int n_kv_heads, int group, int max_visible, int fixed_size,
                                        int sm_count);
 
+/* The (token, split) pairs AUTO reserves decode partials for in a batch of n tokens: with
+ * B = n_kv_heads · ceil(group / 4) blocks per token and X = ceil(4·sm_count / B),
+ * min(n, X) + X, which bounds k · attention_decode_split(k, …, 0, …).n_splits for every
+ * k <= n that gets two splits or more (one split needs no partials). */
+size_t attention_auto_partial_items(int n, int n_kv_heads, int group, int sm_count);
+
 /* Keys [*lo, *hi] of split `split` for a query seeing [first, pos]: consecutive splits of
  * split_size keys from first, the last one reaching pos whatever its distance, so the
  * splits cover [first, pos] exactly once even past max_visible. Empty when *lo > *hi. */

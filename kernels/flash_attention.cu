@@ -455,16 +455,14 @@ __global__ void __launch_bounds__(DEC_WARPS * 32) flash_decode_kernel(const deco
     split_keys(first_visible(a.window, pos), pos, split, a.n_splits, a.split_size, &lo, &hi);
     /* partial of (item, head0 + r, split) at part + r·n_splits */
     const size_t part = ((size_t)item * a.n_heads + head0) * a.n_splits + split;
-    if (a.seq_of[token] < 0) { /* padding: zeros, or empty partials the combine turns into zeros */
+    /* Nothing to see: a padding token, or a split past the keys a token sees (with one
+     * split only for a bad position, which a replayed graph cannot check on the host):
+     * zeros, or an empty partial the combine skips. */
+    if (a.seq_of[token] < 0 || lo > hi) {
         if (a.n_splits == 1)
             for (int c = tid; c < rows * D; c += THREADS) a.out[((size_t)token * a.n_heads + head0 + c / D) * D + c % D] = 0;
         else
             for (int r = tid; r < rows; r += THREADS) a.partial_ml[part + (size_t)r * a.n_splits] = make_float2(-INFINITY, 0.0f);
-        return;
-    }
-    if (lo > hi) { /* nothing to see in this split (never with one split) */
-        for (int r = tid; r < rows; r += THREADS)
-            a.partial_ml[part + (size_t)r * a.n_splits] = make_float2(-INFINITY, 0.0f);
         return;
     }
     const int32_t *table = a.block_tables + (size_t)a.seq_of[token] * a.table_stride;
@@ -549,8 +547,9 @@ __global__ void __launch_bounds__(DEC_WARPS * 32) flash_decode_kernel(const deco
 }
 
 /* out[token, head] = Σ_s 2^(m_s − M) · o_s / Σ_s 2^(m_s − M) · l_s over the splits with a
- * non-empty partial (l_s > 0; at least split 0 is, but for a padding token, whose output
- * is zero). One block per (list item, head). */
+ * non-empty partial (m_s > −inf; at least split 0 is, but for a padding token, whose
+ * output is zero). A NaN in a partial is kept, as one split would keep it, not skipped.
+ * One block per (list item, head). */
 __global__ void __launch_bounds__(128)
     flash_combine_kernel(const float2 *__restrict__ partial_ml, const float *__restrict__ partial_o,
                          const int32_t *__restrict__ token_list, int n_heads, int head_dim, int n_splits,
@@ -559,22 +558,23 @@ __global__ void __launch_bounds__(128)
     const int token = token_list ? token_list[item] : item;
     const size_t base = ((size_t)item * n_heads + head) * n_splits;
     float row_max = -INFINITY;
+    bool seen = false; /* a non-empty split: a NaN max counts (fmaxf would drop it) */
     for (int s = 0; s < n_splits; s++) {
         const float2 ml = partial_ml[base + s];
-        if (ml.y > 0.0f) row_max = fmaxf(row_max, ml.x);
+        if (ml.x != -INFINITY) row_max = fmaxf(row_max, ml.x), seen = true;
     }
     float sum = 0.0f;
     for (int s = 0; s < n_splits; s++) {
         const float2 ml = partial_ml[base + s];
-        if (ml.y > 0.0f) sum += exp2f(ml.x - row_max) * ml.y;
+        if (ml.x != -INFINITY) sum += exp2f(ml.x - row_max) * ml.y;
     }
     for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
         float o = 0.0f;
         for (int s = 0; s < n_splits; s++) {
             const float2 ml = partial_ml[base + s];
-            if (ml.y > 0.0f) o += exp2f(ml.x - row_max) * partial_o[(base + s) * head_dim + d];
+            if (ml.x != -INFINITY) o += exp2f(ml.x - row_max) * partial_o[(base + s) * head_dim + d];
         }
-        out[((size_t)token * n_heads + head) * head_dim + d] = sum > 0.0f ? dev_f32_to_bf16(o / sum) : 0;
+        out[((size_t)token * n_heads + head) * head_dim + d] = seen ? dev_f32_to_bf16(o / sum) : 0;
     }
 }
 
@@ -650,12 +650,9 @@ ws_layout layout_of(const attention_launch *a, attention_variant v, int sms) {
         return l;
     }
     l.partials = l.singles + align256((size_t)a->n * sizeof(int32_t));
-    /* AUTO's decode covers any k <= n tokens, and fewer tokens get more splits: the automatic
-     * count is at most ceil(4·SMs / (k·KV heads·head chunks)) (attention_decode_split), so
-     * k·splits <= k + ceil(4·SMs / (KV heads·head chunks)) <= n + that. */
-    const long long blocks_per_token = (long long)a->n_kv_heads * ceil_div(group, DEC_ROWS);
-    const size_t items_splits = (size_t)a->n + (size_t)((4LL * sms + blocks_per_token - 1) / blocks_per_token);
-    l.total = l.partials + partial_bytes(items_splits * a->n_heads, a->head_dim);
+    /* AUTO's decode covers any k <= n tokens, and fewer tokens get more splits */
+    l.total = l.partials +
+              partial_bytes(attention_auto_partial_items(a->n, a->n_kv_heads, group, sms) * a->n_heads, a->head_dim);
     return l;
 }
 
@@ -933,6 +930,16 @@ extern "C" attention_split attention_decode_split(int n_tokens, int n_kv_heads, 
         size = ceil_div(ceil_div(visible, (int)want), SPLIT_GRANULE) * SPLIT_GRANULE;
     }
     return attention_split{ceil_div(visible, size), size};
+}
+
+/* With B blocks a token and X = ceil(4·SMs / B), the automatic count for k tokens is at
+ * most ceil(4·SMs / (k·B)), so k·splits < X + k. Partials exist only with two splits or
+ * more, which needs k·B < 4·SMs, i.e. k < X: k·splits < X + min(n, X) whatever n is — a
+ * prefill of many tokens reserves no more than a decode step does. */
+extern "C" size_t attention_auto_partial_items(int n, int n_kv_heads, int group, int sm_count) {
+    const long long blocks_per_token = (long long)(n_kv_heads > 1 ? n_kv_heads : 1) * ceil_div(group > 1 ? group : 1, DEC_ROWS);
+    const long long most_split = (4LL * (sm_count > 1 ? sm_count : 1) + blocks_per_token - 1) / blocks_per_token;
+    return (size_t)((n < most_split ? n : most_split) + most_split);
 }
 
 extern "C" void attention_split_range(int first, int pos, int split, attention_split s, int *lo, int *hi) {

@@ -689,6 +689,36 @@ Test(attention_plan, splits_cover_visible_keys_once) {
 #endif
 }
 
+/* The workspace AUTO reserves for decode partials holds every lone-token count k <= n a
+ * batch of n can have, at any context, for GPUs of 1 to 160 SMs; and stays small for big n
+ * (a prefill of thousands of tokens once reserved partials for each). */
+Test(attention_plan, auto_partials_fit_every_decode_count) {
+#ifdef GALE_HAVE_CUDA
+    const int sms[] = {1, 46, 108, 132, 160}, kv_heads[] = {1, 2, 8, 32}, groups[] = {1, 4, 7, 8, 16, 33};
+    const int visibles[] = {1, 128, 1000, 4096, 32768, 131072}, ns[] = {1, 2, 3, 16, 100, 300, 4096};
+    for (int a = 0; a < 5; a++)
+        for (int h = 0; h < 4; h++)
+            for (int g = 0; g < 6; g++)
+                for (int v = 0; v < 6; v++)
+                    for (int i = 0; i < 7; i++) {
+                        const int n = ns[i];
+                        const size_t reserved = attention_auto_partial_items(n, kv_heads[h], groups[g], sms[a]);
+                        for (int k = 1; k <= n && k <= 600; k++) {
+                            const attention_split s =
+                                attention_decode_split(k, kv_heads[h], groups[g], visibles[v], 0, sms[a]);
+                            if (s.n_splits > 1)
+                                cr_assert_leq((size_t)k * s.n_splits, reserved,
+                                              "%d SMs, %d KV heads × group %d, %d keys: %d tokens × %d splits > %zu "
+                                              "reserved for %d",
+                                              sms[a], kv_heads[h], groups[g], visibles[v], k, s.n_splits, reserved, n);
+                        }
+                        cr_assert_leq(reserved, (size_t)8 * 160 + 2, "a batch of %d reserves %zu", n, reserved);
+                    }
+#else
+    cr_skip_test("no CUDA in this build: the planner lives in kernels/flash_attention.cu");
+#endif
+}
+
 Test(attention_plan, variant_names) {
 #ifdef GALE_HAVE_CUDA
     for (int v = 0; v < ATTENTION_VARIANT_COUNT; v++) {

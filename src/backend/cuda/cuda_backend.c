@@ -279,10 +279,18 @@ static gale_status cuda_attention(backend *b, const void *q, const paged_kv *kv,
     attention_variant variant = (attention_variant)st->attention_variant;
     /* A forced prefill variant applies to batches with runs to plan. A decode step (no
      * runs) takes AUTO's decode kernel, both when it runs op by op before a recording and
-     * while it records: the two must launch the same kernels into the same workspace. */
-    if ((variant == ATTENTION_FLASH_M64 || variant == ATTENTION_FLASH_M128) &&
-        (!a.host_positions || !has_runs(a.host_positions, a.host_seq_of, n)))
-        variant = ATTENTION_AUTO;
+     * while it records: the two must launch the same kernels into the same workspace.
+     * A forced split-KV variant applies to batches without runs, recorded ones included;
+     * on a prefill it would run the decode kernel per token with partials for every one
+     * (gigabytes at 8k tokens), so prefills take AUTO. */
+    const bool runs = a.host_positions && has_runs(a.host_positions, a.host_seq_of, n);
+    const bool forced_prefill = variant == ATTENTION_FLASH_M64 || variant == ATTENTION_FLASH_M128;
+    const bool forced_split = variant == ATTENTION_SPLIT_KV || variant == ATTENTION_SPLIT_KV_256 ||
+                              variant == ATTENTION_SPLIT_KV_1024 || variant == ATTENTION_SPLIT_KV_NONE;
+    if ((forced_prefill && !runs) || (forced_split && runs)) variant = ATTENTION_AUTO;
+    if (kv->kv_dim != p->n_kv_heads * p->head_dim)
+        return gale_error(GALE_ERR_SHAPE, "CUDA attention: cache rows of %d values, %d KV heads of %d expected",
+                          kv->kv_dim, p->n_kv_heads, p->head_dim);
     GALE_TRY(cuda_grow_buffer(&st->attention_work, &st->attention_work_cap, kernel_attention_workspace_bytes(&a, variant)));
     a.workspace = st->attention_work;
     a.workspace_bytes = st->attention_work_cap;
