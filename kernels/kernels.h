@@ -126,14 +126,15 @@ typedef struct sample_params {
     float repetition_penalty, presence_penalty, frequency_penalty;
     int32_t penalty_offset, penalty_count; /* the row's (id, count) pairs in the pair arrays */
     uint64_t seed;     /* Philox key: the request's seed */
-    uint64_t draw;     /* Philox offset: how many draws the request made before */
+    uint64_t draw;     /* how many draws the request made before: Philox outputs 2·draw, 2·draw + 1 */
 } sample_params;
 
 /* Bytes of fp32 workspace kernel_sample_bf16 needs: [rows, vocab]. */
 size_t kernel_sample_workspace_bytes(int rows, int vocab);
 /* ids[rows] = one token per row of bf16 logits [rows, vocab] under params[rows], with the
  * penalties of each row's distinct history ids (penalty_ids/penalty_counts, [Σ counts]).
- * The logits are left as they are; workspace holds the scaled fp32 copies. */
+ * The logits are left as they are; workspace holds their fp32 copies (penalised), then
+ * their probabilities relative to the top one. */
 gale_status kernel_sample_bf16(const void *logits, int rows, int vocab, const sample_params *params,
                                const int32_t *penalty_ids, const int32_t *penalty_counts, float *workspace,
                                int32_t *ids, void *stream);
