@@ -10,6 +10,7 @@
  * (--device cuda). */
 #include "backend/cuda/cuda_backend.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,11 +42,11 @@ static gale_status cuda_alloc(backend *b, size_t bytes, void **out) {
 }
 
 /* Bumped whenever device memory is freed (cuda_release, cuda_grow_buffer): a recorded
- * graph may hold the freed address. Process-wide, so graphs are at worst re-recorded once
- * more than needed. */
-static uint64_t freed_epoch;
+ * graph may hold the freed address. Process-wide (engines on other threads bump it too,
+ * hence atomic), so graphs are at worst re-recorded once more than needed. */
+static _Atomic uint64_t freed_epoch;
 
-void cuda_note_freed(void) { freed_epoch++; }
+void cuda_note_freed(void) { atomic_fetch_add(&freed_epoch, 1); }
 
 static void cuda_release(backend *b, void *p) {
     (void)b;
@@ -55,7 +56,7 @@ static void cuda_release(backend *b, void *p) {
 
 static uint64_t cuda_buffers_epoch(backend *b) {
     (void)b;
-    return freed_epoch;
+    return atomic_load(&freed_epoch);
 }
 
 static gale_status cuda_upload(backend *b, void *dst, const void *src, size_t bytes) {
@@ -137,15 +138,20 @@ static gale_status upload_synthetic(backend *b, const gale_tensor *host, gale_te
     return GALE_OK;
 }
 
-/* The stored bytes go up as they are and are dequantised to bf16 on the GPU. */
+/* The stored bytes go up as they are and are dequantised to bf16 on the GPU; bf16 weights
+ * (Hugging Face checkpoints) go straight into place, with no second buffer. */
 static gale_status cuda_upload_weight(backend *b, const gale_tensor *host, gale_tensor *out) {
     if (tensor_is_synthetic(host)) return upload_synthetic(b, host, out);
     cuda_state *st = cuda_backend_state(b);
     uint64_t n = tensor_numel(host);
     void *raw = NULL, *bf16 = NULL;
-    GALE_TRY(cuda_alloc(b, host->nbytes, &raw));
+    const bool as_is = host->dtype == GALE_BF16;
+    if (!as_is) GALE_TRY(cuda_alloc(b, host->nbytes, &raw));
     gale_status status = cuda_alloc(b, n * 2, &bf16);
-    if (status == GALE_OK) {
+    if (status == GALE_OK && as_is) {
+        cudaError_t err = cudaMemcpyAsync(bf16, host->data, n * 2, cudaMemcpyHostToDevice, st->stream);
+        if (err != cudaSuccess) status = cuda_fail(err, "weight upload");
+    } else if (status == GALE_OK) {
         cudaError_t err = cudaMemcpyAsync(raw, host->data, host->nbytes, cudaMemcpyHostToDevice, st->stream);
         status = err == cudaSuccess ? kernel_dequant_bf16(host->dtype, raw, n, bf16, st->stream) : cuda_fail(err, "weight upload");
     }
