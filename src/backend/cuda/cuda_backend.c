@@ -17,6 +17,7 @@
 
 #include "backend/cuda/cuda_internal.h"
 #include "backend/device.h"
+#include "core/dtype.h"
 #include "core/status.h"
 #include "kernels.h"
 #include "model/quant.h"
@@ -177,13 +178,29 @@ static void cuda_release_weight(backend *b, gale_tensor *t) {
     t->data = NULL;
 }
 
+/* The bf16 values come over as they are (half the bytes of fp32) into pinned memory (a
+ * DMA at full speed, where pageable memory goes through a staging copy) and are widened
+ * on the host: exact, as bf16 is the top half of an fp32. */
 static gale_status cuda_to_host(backend *b, const void *src, size_t count, float *dst) {
     cuda_state *st = cuda_backend_state(b);
     GALE_TRY(cuda_take_deferred(st));
-    GALE_TRY(grow_unrecorded((void **)&st->f32, &st->f32_cap, count * sizeof(float)));
-    GALE_TRY(kernel_dequant_f32(GALE_BF16, src, count, st->f32, st->stream));
-    CUDA_CALL(cudaMemcpyAsync(dst, st->f32, count * sizeof(float), cudaMemcpyDeviceToHost, st->stream), "to host");
+    if (count * sizeof(uint16_t) > st->pinned_cap) {
+        cudaFreeHost(st->pinned);
+        st->pinned = NULL;
+        st->pinned_cap = 0;
+        const size_t want = count * sizeof(uint16_t) * 2;
+        cudaError_t err = cudaMallocHost(&st->pinned, want);
+        if (err != cudaSuccess) {
+            (void)cudaGetLastError();
+            st->pinned = NULL;
+            return cuda_fail(err, "pinned host buffer");
+        }
+        st->pinned_cap = want;
+    }
+    CUDA_CALL(cudaMemcpyAsync(st->pinned, src, count * sizeof(uint16_t), cudaMemcpyDeviceToHost, st->stream), "to host");
     CUDA_CALL(cudaStreamSynchronize(st->stream), "to host");
+    const uint16_t *bits = st->pinned;
+    for (size_t i = 0; i < count; i++) dst[i] = bf16_to_f32(bits[i]);
     return GALE_OK;
 }
 
@@ -534,7 +551,7 @@ void cuda_backend_close(backend *b) {
     }
     cudaFree(st->attention_work);
     cudaFree(st->gather_rows);
-    cudaFree(st->f32);
+    cudaFreeHost(st->pinned);
     cudaFree(st->sample_dev);
     cudaFree(st->sample_work);
     free(st->sample_host);

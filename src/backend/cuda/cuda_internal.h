@@ -36,8 +36,8 @@ typedef struct cuda_state {
     size_t attention_work_cap;
     int32_t *gather_rows;             /* gather_rows's row indices on the device */
     size_t gather_rows_cap;
-    float *f32;                       /* device scratch for to_host */
-    size_t f32_cap;
+    void *pinned;                     /* to_host's pinned host buffer (bf16 values) */
+    size_t pinned_cap;
     cuda_moe_state *moe;              /* NULL until the first MoE layer */
     /* the sample op's buffers, grown on demand */
     void *sample_dev;                 /* device: params, then pair ids, pair counts, out ids */
