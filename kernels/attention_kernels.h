@@ -39,6 +39,17 @@ typedef enum attention_variant {
     ATTENTION_VARIANT_COUNT
 } attention_variant;
 
+/* What the launcher keeps of the plan it last uploaded into a workspace (host memory the
+ * caller owns, zero-initialised): a launch whose plan_key, token count, head grouping,
+ * window, variant and workspace are the same reuses it instead of planning on the host
+ * and uploading again, so the layers of one forward plan once. */
+typedef struct attention_plan_memo {
+    uint64_t key;          /* 0: nothing kept */
+    const void *workspace; /* where the plan sits */
+    int n, group, block_m, window, variant;
+    int n_tiles, n_singles;
+} attention_plan_memo;
+
 typedef struct attention_launch {
     const void *q;                               /* [n, n_heads, head_dim] bf16 */
     const void *key_cache, *value_cache;         /* [n_blocks, block_size, n_kv_heads·head_dim] bf16 */
@@ -55,6 +66,10 @@ typedef struct attention_launch {
     void *out; /* [n, n_heads, head_dim] bf16 */
     void *workspace; /* device scratch of kernel_attention_workspace_bytes, 256-byte aligned */
     size_t workspace_bytes;
+    /* NULL, or the caller's memo of the last plan; plan_key (nonzero) names the contents of
+     * host_positions and host_seq_of, and must change whenever they do */
+    attention_plan_memo *memo;
+    uint64_t plan_key;
 } attention_launch;
 
 /* Device scratch that kernel_attention_bf16(a, v) needs. It depends only on n, the head

@@ -824,11 +824,13 @@ gale_status upload(void *dst, const void *src, size_t bytes, cudaStream_t stream
     return cuda_status(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream), what);
 }
 
+/* plan->tiles NULL: the tiles are in device_tiles already (a memo's plan) */
 gale_status run_prefill(const attention_launch *a, int block_m, const host_plan *plan, char *device_tiles,
                         cudaStream_t stream) {
     if (plan->n_tiles == 0) return GALE_OK;
-    GALE_TRY(upload(device_tiles, plan->tiles, (size_t)plan->n_tiles * sizeof(attention_tile), stream,
-                    "flash attention prefill plan"));
+    if (plan->tiles)
+        GALE_TRY(upload(device_tiles, plan->tiles, (size_t)plan->n_tiles * sizeof(attention_tile), stream,
+                        "flash attention prefill plan"));
     prefill_args args;
     set_common_args(args, a);
     args.tiles = reinterpret_cast<const attention_tile *>(device_tiles);
@@ -850,20 +852,34 @@ gale_status run_planned(const attention_launch *a, attention_variant v, const ws
     char *ws = static_cast<char *>(a->workspace);
     const bool auto_mode = v == ATTENTION_AUTO;
     const int block_m = auto_mode ? auto_block_m(a, sms) : v == ATTENTION_FLASH_M128 ? 128 : 64;
-    host_plan plan;
-    GALE_TRY(build_plan(a, block_m, auto_mode, &plan));
+    const int group = a->n_heads / a->n_kv_heads;
+    attention_plan_memo *memo = a->memo;
+    const bool kept = memo && a->plan_key && memo->key == a->plan_key && memo->workspace == a->workspace &&
+                      memo->n == a->n && memo->group == group && memo->block_m == block_m &&
+                      memo->window == a->window && memo->variant == (int)v;
+    host_plan plan = {NULL, NULL, 0, 0};
+    if (kept) { /* the tiles and lone tokens are in the workspace from an earlier layer */
+        plan.n_tiles = memo->n_tiles;
+        plan.n_singles = memo->n_singles;
+    } else {
+        if (memo) memo->key = 0; /* the workspace's plan is about to change */
+        GALE_TRY(build_plan(a, block_m, auto_mode, &plan));
+    }
     gale_status status = GALE_OK;
     if (auto_mode && plan.n_tiles == 0) { /* every token alone: the decode kernel over all of them */
         status = run_decode(a, NULL, a->n, decode_split(a, a->n, v, sms), ws + layout.partials, stream);
     } else {
         status = run_prefill(a, block_m, &plan, ws + layout.tiles, stream);
-        if (status == GALE_OK && plan.n_singles > 0)
+        if (status == GALE_OK && plan.n_singles > 0 && !kept)
             status = upload(ws + layout.singles, plan.singles, (size_t)plan.n_singles * sizeof(int32_t), stream,
                             "attention lone-token list");
         if (status == GALE_OK && plan.n_singles > 0)
             status = run_decode(a, reinterpret_cast<const int32_t *>(ws + layout.singles), plan.n_singles,
                                 decode_split(a, plan.n_singles, v, sms), ws + layout.partials, stream);
     }
+    if (status == GALE_OK && memo && a->plan_key && !kept)
+        *memo = attention_plan_memo{a->plan_key, a->workspace, a->n,         group,       block_m,
+                                    a->window,   (int)v,       plan.n_tiles, plan.n_singles};
     free(plan.tiles);
     free(plan.singles);
     return status;

@@ -454,6 +454,45 @@ Test(attention_cuda, many_decodes) {
 #endif
 }
 
+/* The plan memo: the first launch of a forward plans and uploads, the next layers (same
+ * key, shapes and workspace) launch on the plan already in the workspace — same values;
+ * a new key plans again. */
+Test(attention_cuda, plan_memo_serves_later_layers) {
+    require_cuda();
+#ifdef GALE_HAVE_CUDA
+    attn_case c = mixed_case(32, 8, 128);
+    attn_problem pr;
+    build_problem(&c, &pr);
+    const size_t count = (size_t)pr.n * c.n_heads * c.head_dim;
+    uint16_t *d_out = guarded_device_bf16(count, NULL);
+    attention_launch a = launch_of(&pr, true, d_out, NULL, 0);
+    const size_t ws_bytes = kernel_attention_workspace_bytes(&a, ATTENTION_AUTO);
+    a.workspace = guarded_workspace(ws_bytes);
+    a.workspace_bytes = ws_bytes;
+    attention_plan_memo memo = {0};
+    a.memo = &memo;
+    uint16_t *bits = malloc(count * sizeof *bits);
+    float *gpu = malloc(count * sizeof *gpu);
+    for (int layer = 0; layer < 4; layer++) {
+        a.plan_key = layer < 3 ? 7 : 8; /* layers 0-2: one forward; layer 3: the next one */
+        CUDA_ASSERT(cudaMemset(d_out, 0, count * sizeof *bits));
+        cr_assert_eq(kernel_attention_bf16(&a, ATTENTION_AUTO, NULL), GALE_OK, "layer %d: %s", layer, gale_last_error());
+        cr_assert_eq(memo.key, a.plan_key, "layer %d: the memo holds key %llu", layer, (unsigned long long)memo.key);
+        cr_assert(memo.n_tiles > 0 && memo.n_singles > 0 && memo.workspace == a.workspace,
+                  "layer %d: %d tiles, %d lone tokens kept", layer, memo.n_tiles, memo.n_singles);
+        CUDA_ASSERT(cudaMemcpy(bits, d_out, count * sizeof *bits, cudaMemcpyDeviceToHost));
+        for (size_t i = 0; i < count; i++) gpu[i] = bf16_to_f32(bits[i]);
+        char what[64];
+        snprintf(what, sizeof what, "attention with a plan memo, layer %d", layer);
+        compare(gpu, &pr, what);
+    }
+    free(bits), free(gpu);
+    free(download_bf16(d_out, count, "memo output"));
+    check_free_workspace(a.workspace, ws_bytes, "memo workspace");
+    free_problem(&pr);
+#endif
+}
+
 /* ---- GPU: the decode path under CUDA graph capture ------------------------------------- */
 
 #ifdef GALE_HAVE_CUDA

@@ -115,6 +115,7 @@ static gale_status cuda_stage_ints(backend *b, int slot, const int32_t *src, siz
         st->stage_host[slot] = grown;
         st->stage_host_cap[slot] = count * sizeof *src;
     }
+    st->stage_generation++;
     if (count) {
         memcpy(st->stage_host[slot], src, count * sizeof *src);
         CUDA_CALL(cudaMemcpyAsync(st->stage[slot], src, count * sizeof *src, cudaMemcpyHostToDevice, st->stream), "stage");
@@ -297,7 +298,9 @@ static gale_status cuda_attention(backend *b, const void *q, const paged_kv *kv,
                           .softcap = p->softcap,
                           .window = p->window,
                           .max_context = p->max_context,
-                          .out = out};
+                          .out = out,
+                          .memo = &st->attention_memo,
+                          .plan_key = st->stage_generation};
     if (!a.host_positions || !a.host_seq_of) a.host_positions = a.host_seq_of = NULL;
     attention_variant variant = (attention_variant)st->attention_variant;
     /* A forced prefill variant applies to batches with runs to plan. A decode step (no
@@ -314,7 +317,9 @@ static gale_status cuda_attention(backend *b, const void *q, const paged_kv *kv,
     if (kv->kv_dim != p->n_kv_heads * p->head_dim)
         return gale_error(GALE_ERR_SHAPE, "CUDA attention: cache rows of %d values, %d KV heads of %d expected",
                           kv->kv_dim, p->n_kv_heads, p->head_dim);
+    const size_t had = st->attention_work_cap;
     GALE_TRY(cuda_grow_buffer(&st->attention_work, &st->attention_work_cap, kernel_attention_workspace_bytes(&a, variant)));
+    if (st->attention_work_cap != had) st->attention_memo.key = 0; /* a new buffer, even at the old address */
     a.workspace = st->attention_work;
     a.workspace_bytes = st->attention_work_cap;
     return kernel_attention_bf16(&a, variant, st->stream);

@@ -9,6 +9,7 @@
 
 #include "backend/backend.h"
 #include "core/status.h"
+#include "kernels.h"
 
 enum { CUDA_STAGE_SLOTS = 4 };
 /* cuBLAS's workspace (cublasSetWorkspace): NVIDIA suggests 32 MiB on Hopper */
@@ -26,6 +27,8 @@ typedef struct cuda_state {
     size_t stage_cap[CUDA_STAGE_SLOTS];
     int32_t *stage_host[CUDA_STAGE_SLOTS]; /* the same arrays on the host, for planning work */
     size_t stage_host_cap[CUDA_STAGE_SLOTS];
+    uint64_t stage_generation;        /* bumped by every stage_ints: names what stage_host holds */
+    attention_plan_memo attention_memo; /* the attention plan in attention_work, for the next layer */
     bool capturing;                   /* between graph_begin and graph_end */
     /* the first failure of an op that returns nothing (norm, rope, activation, …), kept
      * for the next op that returns a status (cuda_defer, cuda_take_deferred) */
