@@ -62,6 +62,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <mutex>
+
 #include "common.cuh"
 #include "kernels.h"
 
@@ -703,13 +705,23 @@ gale_status check_args(const attention_launch *a, attention_variant v) {
 /* Dynamic shared memory over 48 KiB needs the kernel's opt-in (allowed under graph capture);
  * with the kernel's static shared memory it must fit what the GPU gives a block. */
 template <typename Kernel> gale_status set_smem(Kernel kernel, size_t bytes, const char *what) {
-    /* once per kernel and size: later launches (a recording graph's among them) make no
-     * function-attribute calls */
-    static const void *done[64];
-    static size_t done_bytes[64];
+    /* once per (GPU, kernel) and size: later launches (a recording graph's among them) make
+     * no function-attribute calls. The attribute is the current device's, so each GPU gets
+     * its own; the lock keeps engines on different threads apart. */
+    struct opted_in {
+        const void *kernel;
+        int device;
+        size_t bytes;
+    };
+    static std::mutex lock;
+    static opted_in done[128];
     static int n_done;
+    int device = 0;
+    CUDA_TRY(cudaGetDevice(&device), what);
+    std::lock_guard<std::mutex> guard(lock);
     for (int i = 0; i < n_done; i++)
-        if (done[i] == reinterpret_cast<const void *>(kernel) && done_bytes[i] >= bytes) return GALE_OK;
+        if (done[i].kernel == reinterpret_cast<const void *>(kernel) && done[i].device == device && done[i].bytes >= bytes)
+            return GALE_OK;
     cudaFuncAttributes attributes;
     CUDA_TRY(cudaFuncGetAttributes(&attributes, kernel), what);
     const int most = device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin, 48 * 1024);
@@ -717,7 +729,7 @@ template <typename Kernel> gale_status set_smem(Kernel kernel, size_t bytes, con
         return gale_error(GALE_ERR_UNSUPPORTED, "%s: %zu bytes of shared memory, this GPU gives a block %d", what,
                           bytes + attributes.sharedSizeBytes, most);
     CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes), what);
-    if (n_done < 64) done[n_done] = reinterpret_cast<const void *>(kernel), done_bytes[n_done++] = bytes;
+    if (n_done < 128) done[n_done++] = opted_in{reinterpret_cast<const void *>(kernel), device, bytes};
     return GALE_OK;
 }
 
