@@ -549,8 +549,9 @@ __global__ void __launch_bounds__(DEC_WARPS * 32) flash_decode_kernel(const deco
 }
 
 /* out[token, head] = Σ_s 2^(m_s − M) · o_s / Σ_s 2^(m_s − M) · l_s over the splits with a
- * non-empty partial (m_s > −inf; at least split 0 is, but for a padding token, whose
- * output is zero). A NaN in a partial is kept, as one split would keep it, not skipped.
+ * non-empty partial (empty ones are exactly (−inf, 0); at least split 0 is non-empty,
+ * but for a padding token, whose output is zero). A NaN in a partial (a split whose
+ * scores are all NaN leaves m = −inf, l = NaN) is kept, as one split would keep it.
  * One block per (list item, head). */
 __global__ void __launch_bounds__(128)
     flash_combine_kernel(const float2 *__restrict__ partial_ml, const float *__restrict__ partial_o,
@@ -560,21 +561,21 @@ __global__ void __launch_bounds__(128)
     const int token = token_list ? token_list[item] : item;
     const size_t base = ((size_t)item * n_heads + head) * n_splits;
     float row_max = -INFINITY;
-    bool seen = false; /* a non-empty split: a NaN max counts (fmaxf would drop it) */
+    bool seen = false; /* a non-empty split: empty ones are exactly (−inf, 0); a NaN counts */
     for (int s = 0; s < n_splits; s++) {
         const float2 ml = partial_ml[base + s];
-        if (ml.x != -INFINITY) row_max = fmaxf(row_max, ml.x), seen = true;
+        if (ml.x != -INFINITY || ml.y != 0.0f) row_max = fmaxf(row_max, ml.x), seen = true;
     }
     float sum = 0.0f;
     for (int s = 0; s < n_splits; s++) {
         const float2 ml = partial_ml[base + s];
-        if (ml.x != -INFINITY) sum += exp2f(ml.x - row_max) * ml.y;
+        if (ml.x != -INFINITY || ml.y != 0.0f) sum += exp2f(ml.x - row_max) * ml.y;
     }
     for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
         float o = 0.0f;
         for (int s = 0; s < n_splits; s++) {
             const float2 ml = partial_ml[base + s];
-            if (ml.x != -INFINITY) o += exp2f(ml.x - row_max) * partial_o[(base + s) * head_dim + d];
+            if (ml.x != -INFINITY || ml.y != 0.0f) o += exp2f(ml.x - row_max) * partial_o[(base + s) * head_dim + d];
         }
         out[((size_t)token * n_heads + head) * head_dim + d] = seen ? dev_f32_to_bf16(o / sum) : 0;
     }

@@ -137,7 +137,7 @@ static void fill_logits(float *logits, int n, int E, int kind) {
 static void check_gate(int E, int K, int n, int kind, bool padded) {
     const size_t slots = (size_t)n * K;
     float *logits = malloc((size_t)n * E * sizeof *logits);
-    int32_t *seq_of = malloc((size_t)n * sizeof *seq_of);
+    int32_t *seq_of = calloc((size_t)n, sizeof *seq_of);
     fill_logits(logits, n, E, kind);
     for (int t = 0; t < n; t++) seq_of[t] = padded && t % 3 == 2 ? -1 : t;
     float *d_logits = to_device(logits, (size_t)n * E * sizeof *logits);

@@ -186,10 +186,13 @@ static gale_status cuda_to_host(backend *b, const void *src, size_t count, float
     cuda_state *st = cuda_backend_state(b);
     GALE_TRY(cuda_take_deferred(st));
     if (count * sizeof(uint16_t) > st->pinned_cap) {
+        /* the size asked for, to the MiB: page-locked memory is scarce, and growth
+         * (cudaFreeHost, cudaMallocHost) stalls the device, so it happens only as the
+         * largest request grows */
         cudaFreeHost(st->pinned);
         st->pinned = NULL;
         st->pinned_cap = 0;
-        const size_t want = count * sizeof(uint16_t) * 2;
+        const size_t want = (count * sizeof(uint16_t) + ((size_t)1 << 20) - 1) & ~(((size_t)1 << 20) - 1);
         cudaError_t err = cudaMallocHost(&st->pinned, want);
         if (err != cudaSuccess) {
             (void)cudaGetLastError();
@@ -414,6 +417,12 @@ static gale_status cuda_sample(backend *b, const void *logits, int rows, int voc
 /* A failed recording must not fail the steps after it: the error a failed capture leaves
  * as the thread's last CUDA error is cleared here, or the next launch check would report it. */
 static gale_status cuda_graph_begin(backend *b) {
+    /* An op of the step just run failed: no recording, and the failure stays pending for
+     * the next op that returns a status (the logits' to_host or sample), so the step
+     * fails with its message instead of the recording taking it. */
+    const cuda_state *pending = cuda_backend_state(b);
+    if (pending->deferred != GALE_OK)
+        return gale_error(GALE_ERR_DEVICE, "begin graph capture: an earlier op failed: %s", pending->deferred_why);
     /* thread-local: another thread's unrelated CUDA calls do not break the recording */
     cudaError_t err = cudaStreamBeginCapture(cuda_backend_state(b)->stream, cudaStreamCaptureModeThreadLocal);
     if (err != cudaSuccess) {
@@ -433,6 +442,7 @@ static gale_status cuda_graph_end(backend *b, void **graph) {
     if (err != cudaSuccess) {
         (void)cudaGetLastError();
         if (recorded) cudaGraphDestroy(recorded);
+        st->deferred = GALE_OK; /* the recorded ops are dropped with the recording */
         return cuda_fail(err, "end graph capture");
     }
     const gale_status failed_op = cuda_take_deferred(st); /* a recording missing an op is no recording */
