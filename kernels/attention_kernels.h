@@ -39,6 +39,14 @@ typedef enum attention_variant {
     ATTENTION_VARIANT_COUNT
 } attention_variant;
 
+/* The prefill kernel's variants, and the decode kernel's (split-KV) ones. */
+static inline bool attention_variant_is_flash(attention_variant v) {
+    return v == ATTENTION_FLASH_M64 || v == ATTENTION_FLASH_M128;
+}
+static inline bool attention_variant_is_split(attention_variant v) {
+    return v >= ATTENTION_SPLIT_KV && v <= ATTENTION_SPLIT_KV_NONE;
+}
+
 /* What the launcher keeps of the plan it last uploaded into a workspace (host memory the
  * caller owns, zero-initialised): a launch whose plan_key, token count, head grouping,
  * window, variant and workspace are the same reuses it instead of planning on the host

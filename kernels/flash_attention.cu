@@ -589,8 +589,6 @@ size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }
 const char *const VARIANT_NAMES[ATTENTION_VARIANT_COUNT] = {
     "auto", "naive", "flash_m64", "flash_m128", "split_kv", "split_kv_256", "split_kv_1024", "split_kv_none"};
 
-bool is_flash(attention_variant v) { return v == ATTENTION_FLASH_M64 || v == ATTENTION_FLASH_M128; }
-bool is_split(attention_variant v) { return v >= ATTENTION_SPLIT_KV && v <= ATTENTION_SPLIT_KV_NONE; }
 
 /* attention_decode_split's fixed_size of a split-KV variant (AUTO uses ATTENTION_SPLIT_KV's) */
 int split_fixed_size(attention_variant v) {
@@ -622,7 +620,7 @@ int max_visible(const attention_launch *a) {
 
 attention_split decode_split(const attention_launch *a, int n_items, attention_variant v, int sms) {
     return attention_decode_split(n_items, a->n_kv_heads, a->n_heads / a->n_kv_heads, max_visible(a),
-                                  split_fixed_size(is_split(v) ? v : ATTENTION_SPLIT_KV), sms);
+                                  split_fixed_size(attention_variant_is_split(v) ? v : ATTENTION_SPLIT_KV), sms);
 }
 
 /* Partials of `units` (item, head, split) triples: (max, sum) pairs, then outputs. */
@@ -640,7 +638,7 @@ struct ws_layout {
 ws_layout layout_of(const attention_launch *a, attention_variant v, int sms) {
     const int group = a->n_heads / a->n_kv_heads;
     ws_layout l = {0, 0, 0, 0};
-    if (is_split(v)) {
+    if (attention_variant_is_split(v)) {
         const attention_split s = decode_split(a, a->n, v, sms);
         l.total = s.n_splits > 1 ? partial_bytes((size_t)a->n * a->n_heads * s.n_splits, a->head_dim) : 0;
         return l;
@@ -648,7 +646,7 @@ ws_layout layout_of(const attention_launch *a, attention_variant v, int sms) {
     /* AUTO may pick BLOCK_M 64, which makes the most tiles */
     const int block_m = v == ATTENTION_FLASH_M128 ? 128 : 64;
     l.singles = align256((size_t)attention_plan_max_tiles(a->n, group, block_m) * sizeof(attention_tile));
-    if (is_flash(v)) {
+    if (attention_variant_is_flash(v)) {
         l.total = l.singles;
         return l;
     }
@@ -690,7 +688,7 @@ gale_status check_args(const attention_launch *a, attention_variant v) {
         (uintptr_t)a->q | (uintptr_t)a->key_cache | (uintptr_t)a->value_cache | (uintptr_t)a->out;
     if (v != ATTENTION_NAIVE && (addresses & 15u)) return invalid(name, "q, caches and out must be 16-byte aligned");
     if (!a->host_positions != !a->host_seq_of) return invalid(name, "host_positions and host_seq_of go together");
-    if (is_flash(v) && !a->host_positions)
+    if (attention_variant_is_flash(v) && !a->host_positions)
         return invalid(name, "the prefill kernel plans on the host copies of positions and seq_of, which are NULL");
     if (a->host_positions) {
         const long long capacity = (long long)a->table_stride * a->block_size;
@@ -1007,7 +1005,7 @@ extern "C" gale_status kernel_attention_bf16(const attention_launch *a, attentio
         return gale_error(GALE_ERR_INVALID_ARG,
                           "attention (%s): workspace of %zu bytes at %p, %zu bytes 256-byte aligned needed",
                           VARIANT_NAMES[v], a->workspace_bytes, a->workspace, layout.total);
-    if (is_split(v) || !a->host_positions) /* the decode kernel over every token */
+    if (attention_variant_is_split(v) || !a->host_positions) /* the decode kernel over every token */
         return run_decode(a, NULL, a->n, decode_split(a, a->n, v, sms),
                           static_cast<char *>(a->workspace) + layout.partials, stream);
     return run_planned(a, v, layout, sms, stream);

@@ -17,7 +17,6 @@
 
 #include "backend/cuda/cuda_internal.h"
 #include "backend/device.h"
-#include "core/dtype.h"
 #include "core/status.h"
 #include "kernels.h"
 #include "model/quant.h"
@@ -203,9 +202,7 @@ static gale_status cuda_to_host(backend *b, const void *src, size_t count, float
     }
     CUDA_CALL(cudaMemcpyAsync(st->pinned, src, count * sizeof(uint16_t), cudaMemcpyDeviceToHost, st->stream), "to host");
     CUDA_CALL(cudaStreamSynchronize(st->stream), "to host");
-    const uint16_t *bits = st->pinned;
-    for (size_t i = 0; i < count; i++) dst[i] = bf16_to_f32(bits[i]);
-    return GALE_OK;
+    return quant_dequantize_f32(GALE_BF16, st->pinned, count, dst);
 }
 
 /* ---- ops ---- */
@@ -313,10 +310,8 @@ static gale_status cuda_attention(backend *b, const void *q, const paged_kv *kv,
      * on a prefill it would run the decode kernel per token with partials for every one
      * (gigabytes at 8k tokens), so prefills take AUTO. */
     const bool runs = a.host_positions && has_runs(a.host_positions, a.host_seq_of, n);
-    const bool forced_prefill = variant == ATTENTION_FLASH_M64 || variant == ATTENTION_FLASH_M128;
-    const bool forced_split = variant == ATTENTION_SPLIT_KV || variant == ATTENTION_SPLIT_KV_256 ||
-                              variant == ATTENTION_SPLIT_KV_1024 || variant == ATTENTION_SPLIT_KV_NONE;
-    if ((forced_prefill && !runs) || (forced_split && runs)) variant = ATTENTION_AUTO;
+    if ((attention_variant_is_flash(variant) && !runs) || (attention_variant_is_split(variant) && runs))
+        variant = ATTENTION_AUTO;
     if (kv->kv_dim != p->n_kv_heads * p->head_dim)
         return gale_error(GALE_ERR_SHAPE, "CUDA attention: cache rows of %d values, %d KV heads of %d expected",
                           kv->kv_dim, p->n_kv_heads, p->head_dim);
