@@ -119,18 +119,24 @@ static gale_sampling_params greedy_with_penalties(void) {
     return p;
 }
 
-Test(session_sample, the_device_gets_the_rule_and_the_logits_stay_there) {
-    gale_model *m = load_tiny("llama");
+/* Greedy with penalties: forward_sample on the fake-sampling backend (its counters reset
+ * first) into sampled, and the plain CPU's forward + gale_sampler_sample into host. */
+static void generate_both_ways(const gale_model *m, bool sample_on_host, int32_t *sampled, int32_t *host) {
     const int vocab = gale_model_config(m)->vocab;
     const gale_sampling_params p = greedy_with_penalties();
-    int32_t device[PROMPT_LEN + N_STEPS], host[PROMPT_LEN + N_STEPS];
     memset(&fake, 0, sizeof fake);
-    gale_session *s = new_session(m, true, false);
-    generate_sampled(s, &p, vocab, device);
+    gale_session *s = new_session(m, true, sample_on_host);
+    generate_sampled(s, &p, vocab, sampled);
     gale_session_free(s);
     s = new_session(m, false, false);
     generate_on_host(s, &p, vocab, host);
     gale_session_free(s);
+}
+
+Test(session_sample, the_device_gets_the_rule_and_the_logits_stay_there) {
+    gale_model *m = load_tiny("llama");
+    int32_t device[PROMPT_LEN + N_STEPS], host[PROMPT_LEN + N_STEPS];
+    generate_both_ways(m, false, device, host);
     cr_assert_eq(fake.sample_calls, N_STEPS, "the backend drew every token (%d of %d)", fake.sample_calls, N_STEPS);
     cr_assert_eq(fake.to_host_calls, 0, "no logits came to the host (%d copies)", fake.to_host_calls);
     for (int i = 0; i < N_STEPS; i++) cr_assert_eq(fake.draws[i], (uint64_t)i, "draw %d carries counter %llu", i,
@@ -142,18 +148,10 @@ Test(session_sample, the_device_gets_the_rule_and_the_logits_stay_there) {
 
 Test(session_sample, sample_on_host_keeps_the_sample_op_out) {
     gale_model *m = load_tiny("mistral");
-    const int vocab = gale_model_config(m)->vocab;
-    const gale_sampling_params p = greedy_with_penalties();
     int32_t forced[PROMPT_LEN + N_STEPS], host[PROMPT_LEN + N_STEPS];
-    memset(&fake, 0, sizeof fake);
-    gale_session *s = new_session(m, true, true);
-    generate_sampled(s, &p, vocab, forced);
-    gale_session_free(s);
+    generate_both_ways(m, true, forced, host);
     cr_assert_eq(fake.sample_calls, 0, "sample_on_host: the backend's sample op was called %d times", fake.sample_calls);
     cr_assert_eq(fake.to_host_calls, N_STEPS, "one logits copy per token (%d)", fake.to_host_calls);
-    s = new_session(m, false, false);
-    generate_on_host(s, &p, vocab, host);
-    gale_session_free(s);
     cr_assert_eq(memcmp(forced, host, sizeof host), 0, "the same tokens as forward + gale_sampler_sample");
     gale_model_free(m);
 }
