@@ -49,13 +49,15 @@ static inline bool attention_variant_is_split(attention_variant v) {
 
 /* What the launcher keeps of the plan it last uploaded into a workspace (host memory the
  * caller owns, zero-initialised): a launch whose plan_key, token count, head grouping,
- * window, variant and workspace are the same reuses it instead of planning on the host
- * and uploading again, so the layers of one forward plan once. */
+ * variant and workspace are the same reuses it instead of planning on the host and
+ * uploading again, so the layers of one forward plan once. The plan does not depend on the
+ * window, so Gemma 2/3's alternating sliding and global layers share it too. */
 typedef struct attention_plan_memo {
     uint64_t key;          /* 0: nothing kept */
     const void *workspace; /* where the plan sits */
-    int n, group, block_m, window, variant;
+    int n, group, block_m, variant;
     int n_tiles, n_singles;
+    uint64_t reuses; /* launches served from the memo: never reset here (tests read it) */
 } attention_plan_memo;
 
 typedef struct attention_launch {
@@ -126,7 +128,10 @@ typedef struct attention_tile {
     int32_t first_token; /* batch index of the run's first token */
     int32_t n_tokens;    /* tokens in the run */
     int32_t first_row;   /* the tile's first row among the run's n_tokens·group rows */
-    int32_t keys;        /* keys its rows see together: the work the tiles are sorted by */
+    /* keys its rows see without a window (its last position + 1): the work the tiles are
+     * sorted by. A window caps a tile's keys at window + its positions − 1, which keeps that
+     * order for tiles of equal height, so one plan serves windowed and global layers. */
+    int32_t keys;
 } attention_tile;
 
 /* Most tiles attention_plan_tiles can write for n tokens (n + ceil(n·group/block_m)). */
@@ -136,7 +141,7 @@ int attention_plan_max_tiles(int n, int group, int block_m);
  * (attention_plan_max_tiles entries) longest first; returns their count. With singles
  * non-NULL, runs of one token are not tiled but their batch indices written to singles[]
  * (n entries), their count to *n_singles. */
-int attention_plan_tiles(const int32_t *positions, const int32_t *seq_of, int n, int group, int block_m, int window,
+int attention_plan_tiles(const int32_t *positions, const int32_t *seq_of, int n, int group, int block_m,
                          attention_tile *tiles, int32_t *singles, int *n_singles);
 
 /* How the decode kernel splits each query's visible keys. */

@@ -824,8 +824,7 @@ gale_status build_plan(const attention_launch *a, int block_m, bool singles_apar
         free(plan->tiles), free(plan->singles);
         return gale_error(GALE_ERR_OOM, "attention: out of memory for the plan of %d tokens", a->n);
     }
-    plan->n_tiles = attention_plan_tiles(a->host_positions, a->host_seq_of, a->n, group, block_m, a->window,
-                                         plan->tiles, plan->singles, singles_apart ? &plan->n_singles : NULL);
+    plan->n_tiles = attention_plan_tiles(a->host_positions, a->host_seq_of, a->n, group, block_m, plan->tiles, plan->singles, singles_apart ? &plan->n_singles : NULL);
     return GALE_OK;
 }
 
@@ -867,11 +866,12 @@ gale_status run_planned(const attention_launch *a, attention_variant v, const ws
     attention_plan_memo *memo = a->memo;
     const bool kept = memo && a->plan_key && memo->key == a->plan_key && memo->workspace == a->workspace &&
                       memo->n == a->n && memo->group == group && memo->block_m == block_m &&
-                      memo->window == a->window && memo->variant == (int)v;
+                      memo->variant == (int)v;
     host_plan plan = {NULL, NULL, 0, 0};
     if (kept) { /* the tiles and lone tokens are in the workspace from an earlier layer */
         plan.n_tiles = memo->n_tiles;
         plan.n_singles = memo->n_singles;
+        memo->reuses++;
     } else {
         if (memo) memo->key = 0; /* the workspace's plan is about to change */
         GALE_TRY(build_plan(a, block_m, auto_mode, &plan));
@@ -889,8 +889,8 @@ gale_status run_planned(const attention_launch *a, attention_variant v, const ws
                                 decode_split(a, plan.n_singles, v, sms), ws + layout.partials, stream);
     }
     if (status == GALE_OK && memo && a->plan_key && !kept)
-        *memo = attention_plan_memo{a->plan_key, a->workspace, a->n,         group,       block_m,
-                                    a->window,   (int)v,       plan.n_tiles, plan.n_singles};
+        *memo = attention_plan_memo{a->plan_key, a->workspace,   a->n,           group,       block_m,
+                                    (int)v,      plan.n_tiles, plan.n_singles, memo->reuses};
     free(plan.tiles);
     free(plan.singles);
     return status;
@@ -915,7 +915,7 @@ extern "C" int attention_plan_max_tiles(int n, int group, int block_m) {
 }
 
 extern "C" int attention_plan_tiles(const int32_t *positions, const int32_t *seq_of, int n, int group, int block_m,
-                                    int window, attention_tile *tiles, int32_t *singles, int *n_singles) {
+                                    attention_tile *tiles, int32_t *singles, int *n_singles) {
     int count = 0, lone = 0;
     for (int i = 0; i < n;) {
         int len = 1;
@@ -926,8 +926,7 @@ extern "C" int attention_plan_tiles(const int32_t *positions, const int32_t *seq
             const long long rows = (long long)len * group;
             for (long long row = 0; row < rows; row += block_m) {
                 const long long last = row + block_m - 1 < rows ? row + block_m - 1 : rows - 1;
-                const int first_pos = positions[i + row / group], last_pos = positions[i + last / group];
-                tiles[count++] = attention_tile{i, len, (int32_t)row, last_pos - first_visible(window, first_pos) + 1};
+                tiles[count++] = attention_tile{i, len, (int32_t)row, positions[i + last / group] + 1};
             }
         }
         i += len;

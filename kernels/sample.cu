@@ -233,10 +233,11 @@ __global__ void __launch_bounds__(SAMPLE_THREADS, 1)
     int top = vocab;
     for (int i = threadIdx.x; i < vocab; i += SAMPLE_THREADS) {
         const float l = z[i];
-        if (l > max_l) max_l = l, top = i;
+        /* the first number a thread sees counts even at −inf; NaN never does */
+        if (l > max_l || (top == vocab && !isnan(l))) max_l = l, top = i;
     }
     top = block_argmax(max_l, top, sh, &max_l);
-    if (top == vocab) top = 0; /* all −inf or NaN: id 0, as the CPU */
+    if (top == vocab) top = 0; /* every logit NaN: id 0, as the CPU */
     if (p.temperature == 0.0f) {
         if (threadIdx.x == 0) ids[row] = top;
         return;

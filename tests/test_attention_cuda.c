@@ -460,12 +460,21 @@ Test(attention_cuda, many_decodes) {
 Test(attention_cuda, plan_memo_serves_later_layers) {
     require_cuda();
 #ifdef GALE_HAVE_CUDA
+    /* Gemma 2/3's layers alternate sliding and global attention: the window changes from
+     * layer to layer, the plan must not */
+    enum { WINDOW = 40 };
     attn_case c = mixed_case(32, 8, 128);
     attn_problem pr;
-    build_problem(&c, &pr);
+    build_problem(&c, &pr); /* window 0: every cached key holds a value */
     const size_t count = (size_t)pr.n * c.n_heads * c.head_dim;
+    float *global_ref = pr.ref;
+    pr.ref = NULL;
+    pr.c.window = WINDOW;
+    compute_reference(&pr);
+    float *window_ref = pr.ref;
     uint16_t *d_out = guarded_device_bf16(count, NULL);
     attention_launch a = launch_of(&pr, true, d_out, NULL, 0);
+    a.window = 0; /* the larger workspace of the two */
     const size_t ws_bytes = kernel_attention_workspace_bytes(&a, ATTENTION_AUTO);
     a.workspace = guarded_workspace(ws_bytes);
     a.workspace_bytes = ws_bytes;
@@ -475,20 +484,28 @@ Test(attention_cuda, plan_memo_serves_later_layers) {
     float *gpu = malloc(count * sizeof *gpu);
     for (int layer = 0; layer < 4; layer++) {
         a.plan_key = layer < 3 ? 7 : 8; /* layers 0-2: one forward; layer 3: the next one */
+        a.window = layer % 2 ? WINDOW : 0;
+        pr.c.window = a.window, pr.ref = a.window ? window_ref : global_ref;
         CUDA_ASSERT(cudaMemset(d_out, 0, count * sizeof *bits));
         cr_assert_eq(kernel_attention_bf16(&a, ATTENTION_AUTO, NULL), GALE_OK, "layer %d: %s", layer, gale_last_error());
         cr_assert_eq(memo.key, a.plan_key, "layer %d: the memo holds key %llu", layer, (unsigned long long)memo.key);
         cr_assert(memo.n_tiles > 0 && memo.n_singles > 0 && memo.workspace == a.workspace,
                   "layer %d: %d tiles, %d lone tokens kept", layer, memo.n_tiles, memo.n_singles);
+        /* layers 1 and 2 (windowed, then global) reuse layer 0's plan; layer 3 plans anew */
+        const uint64_t reuses = layer == 0 ? 0 : layer < 3 ? (uint64_t)layer : 2;
+        cr_assert_eq(memo.reuses, reuses, "layer %d (window %d): %llu launches served by the memo, %llu expected",
+                     layer, a.window, (unsigned long long)memo.reuses, (unsigned long long)reuses);
         CUDA_ASSERT(cudaMemcpy(bits, d_out, count * sizeof *bits, cudaMemcpyDeviceToHost));
         for (size_t i = 0; i < count; i++) gpu[i] = bf16_to_f32(bits[i]);
         char what[64];
-        snprintf(what, sizeof what, "attention with a plan memo, layer %d", layer);
+        snprintf(what, sizeof what, "attention with a plan memo, layer %d, window %d", layer, a.window);
         compare(gpu, &pr, what);
     }
     free(bits), free(gpu);
     free(download_bf16(d_out, count, "memo output"));
     check_free_workspace(a.workspace, ws_bytes, "memo workspace");
+    pr.ref = global_ref;
+    free(window_ref);
     free_problem(&pr);
 #endif
 }
@@ -627,7 +644,10 @@ static void random_batch(int n, int32_t *positions, int32_t *seq_of) {
     }
 }
 
-static void check_plan(const int32_t *positions, const int32_t *seq_of, int n, int group, int block_m, int window,
+/* Keys a tile over positions [lo_pos, hi_pos] reads under a window (0: none). */
+static int windowed_keys(int lo_pos, int hi_pos, int window) { return hi_pos - first_visible(window, lo_pos) + 1; }
+
+static void check_plan(const int32_t *positions, const int32_t *seq_of, int n, int group, int block_m,
                        bool singles_apart) {
     const int most = attention_plan_max_tiles(n, group, block_m);
     attention_tile *tiles = malloc((size_t)(most > 0 ? most : 1) * sizeof *tiles);
@@ -635,7 +655,7 @@ static void check_plan(const int32_t *positions, const int32_t *seq_of, int n, i
     int *covered = calloc((size_t)n * group, sizeof *covered);
     int n_singles = -1;
     const int count =
-        attention_plan_tiles(positions, seq_of, n, group, block_m, window, tiles, singles_apart ? singles : NULL, &n_singles);
+        attention_plan_tiles(positions, seq_of, n, group, block_m, tiles, singles_apart ? singles : NULL, &n_singles);
     cr_assert(count >= 0 && count <= most, "%d tiles, at most %d", count, most);
     for (int t = 0; t < count; t++) {
         const attention_tile *tile = &tiles[t];
@@ -652,9 +672,21 @@ static void check_plan(const int32_t *positions, const int32_t *seq_of, int n, i
         const int end = tile->first_row + block_m < rows ? tile->first_row + block_m : rows;
         for (int r = tile->first_row; r < end; r++) covered[(size_t)(first + r / group) * group + r % group]++;
         const int lo_pos = positions[first + tile->first_row / group], hi_pos = positions[first + (end - 1) / group];
-        const int lo = window > 0 && lo_pos - window + 1 > 0 ? lo_pos - window + 1 : 0;
-        cr_assert_eq(tile->keys, hi_pos - lo + 1, "tile %d work", t);
+        cr_assert_eq(tile->keys, hi_pos + 1, "tile %d work", t);
         if (t > 0) cr_assert(tiles[t - 1].keys >= tile->keys, "tiles not sorted by work");
+        /* one plan serves every window: among tiles of the same span, the order by work
+         * without a window is an order by work with one */
+        for (int u = 0; u < t; u++) {
+            const attention_tile *before = &tiles[u];
+            const int b_end = before->first_row + block_m < before->n_tokens * group ? before->first_row + block_m
+                                                                                    : before->n_tokens * group;
+            const int b_lo = positions[before->first_token + before->first_row / group],
+                      b_hi = positions[before->first_token + (b_end - 1) / group];
+            if (b_hi - b_lo != hi_pos - lo_pos) continue;
+            for (int window = 1; window <= 300; window += 37)
+                cr_assert(windowed_keys(b_lo, b_hi, window) >= windowed_keys(lo_pos, hi_pos, window),
+                          "tiles %d and %d out of order under window %d", u, t, window);
+        }
     }
     if (singles_apart)
         for (int s = 0; s < n_singles; s++)
@@ -675,8 +707,8 @@ Test(attention_plan, tiles_cover_every_query_head_once) {
         random_batch(n, positions, seq_of);
         for (int g = 0; g < 6; g++)
             for (int block_m = 64; block_m <= 128; block_m *= 2) {
-                check_plan(positions, seq_of, n, groups[g], block_m, trial % 3 == 0 ? 0 : 1 + rand_below(300), false);
-                check_plan(positions, seq_of, n, groups[g], block_m, 0, true);
+                check_plan(positions, seq_of, n, groups[g], block_m, false);
+                check_plan(positions, seq_of, n, groups[g], block_m, true);
             }
     }
     /* all lone tokens: no tiles */
@@ -684,7 +716,7 @@ Test(attention_plan, tiles_cover_every_query_head_once) {
     attention_tile tiles[32];
     int32_t singles[10];
     int n_singles = 0;
-    cr_assert_eq(attention_plan_tiles(positions, seq_of, 10, 4, 64, 0, tiles, singles, &n_singles), 0);
+    cr_assert_eq(attention_plan_tiles(positions, seq_of, 10, 4, 64, tiles, singles, &n_singles), 0);
     cr_assert_eq(n_singles, 10);
 #else
     cr_skip_test("no CUDA in this build: the planner lives in kernels/flash_attention.cu");

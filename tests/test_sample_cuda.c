@@ -6,6 +6,7 @@
  *     leave the kept set the CPU's rules give, and each token's frequency is within
  *     5 standard deviations (+ 1e-3) of its probability there;
  *   - the same seed and draw give the same id; another seed other ids;
+ *   - rows with NaN or infinite logits give the CPU's id (NaN never drawn);
  *   - the engine on CUDA generates the same greedy tokens for the batching tests' sixteen
  *     requests sampling on the GPU as copying the logits to the host (sample_on_host).
  * Skips itself without CUDA in the build or a GPU at run time (as on CI). */
@@ -101,6 +102,50 @@ Test(sample_cuda, greedy_is_the_cpu_argmax_with_and_without_penalties) {
     gpu_sample(logits, ROWS, V, params, pair_ids, pair_counts, n_pairs, got);
     for (int r = 0; r < ROWS; r++) cr_assert_eq(got[r], expect[r], "row %d: GPU greedy %d, CPU %d", r, got[r], expect[r]);
     cr_assert_eq(got[3], 70, "a tie goes to the lowest id");
+    free(logits), free(widened);
+#endif
+}
+
+/* Rows a broken model could produce: NaN at id 0, every logit NaN, −inf and NaN only, an
+ * infinite top logit; greedy and at temperature 1 the GPU picks the CPU sampler's id. */
+Test(sample_cuda, non_finite_rows_pick_the_cpu_id) {
+    require_cuda();
+#ifdef GALE_HAVE_CUDA
+    enum { ROWS = 4, V = 3001 };
+    float *widened;
+    uint16_t *logits = random_bf16((size_t)ROWS * V, -4, 4, &widened);
+    const uint16_t nan_bits = 0x7fc0, inf_bits = 0x7f80, minus_inf_bits = 0xff80;
+    logits[0] = nan_bits, logits[2000] = f32_to_bf16(9.0f);       /* row 0: NaN at id 0, the max at 2000 */
+    for (int i = 0; i < V; i++) logits[V + i] = nan_bits;          /* row 1: all NaN */
+    for (int i = 0; i < V; i++) logits[2 * V + i] = i % 2 ? minus_inf_bits : nan_bits; /* row 2 */
+    logits[3 * V + 1234] = inf_bits;                               /* row 3: +inf */
+    for (int i = 0; i < ROWS * V; i++) widened[i] = bf16_to_f32(logits[i]);
+    for (int temperature = 0; temperature <= 1; temperature++) {
+        gale_sampling_params rule = gale_sampling_params_default();
+        rule.temperature = (float)temperature, rule.top_k = 0, rule.top_p = 1, rule.min_p = 0;
+        sample_params params[ROWS];
+        int32_t expect[ROWS], got[ROWS];
+        for (int r = 0; r < ROWS; r++) {
+            gale_sampler *cpu = NULL;
+            cr_assert_eq(gale_sampler_new(&rule, V, &cpu), GALE_OK, "%s", gale_last_error());
+            float *row = malloc(V * sizeof *row);
+            memcpy(row, widened + (size_t)r * V, V * sizeof *row);
+            cr_assert_eq(gale_sampler_sample(cpu, row, NULL, 0, &expect[r]), GALE_OK, "%s", gale_last_error());
+            free(row);
+            gale_sampler_free(cpu);
+            params[r] = (sample_params){.temperature = rule.temperature, .top_p = 1, .repetition_penalty = 1,
+                                        .seed = 5, .draw = (uint64_t)r};
+        }
+        gpu_sample(logits, ROWS, V, params, NULL, NULL, 0, got);
+        const int32_t want[ROWS] = {temperature ? expect[0] : 2000, 0, 1, 1234};
+        for (int r = 0; r < ROWS; r++) {
+            if (r > 0 || !temperature) cr_assert_eq(expect[r], want[r], "temperature %d row %d: CPU %d", temperature, r, expect[r]);
+            cr_assert(!isnan(widened[(size_t)r * V + got[r]]) || r == 1, "temperature %d row %d: a NaN id %d drawn",
+                      temperature, r, got[r]);
+            if (temperature == 0 || r > 0)
+                cr_assert_eq(got[r], expect[r], "temperature %d row %d: GPU %d, CPU %d", temperature, r, got[r], expect[r]);
+        }
+    }
     free(logits), free(widened);
 #endif
 }

@@ -48,6 +48,39 @@ Test(sampler, top_k_one_and_temperature_zero_are_greedy) {
     gale_sampler_free(k1), gale_sampler_free(t0);
 }
 
+/* A broken model's NaN or infinite logits: NaN is never picked nor drawn (greedy would
+ * otherwise stick to a NaN at id 0), a row of NaN gives id 0, an infinite top logit is the
+ * greedy pick at any temperature. kernels/sample.cu follows the same rules. */
+Test(sampler, nan_is_never_picked_and_infinity_is_greedy) {
+    const float inf = INFINITY;
+    struct {
+        float logits[V];
+        int32_t greedy;
+    } rows[] = {
+        {{NAN, 1.0f, 3.0f, 3.0f, -2.0f, NAN}, 2},     /* NaN at id 0; the tie goes to the lower id */
+        {{NAN, NAN, NAN, NAN, NAN, NAN}, 0},          /* nothing drawable */
+        {{NAN, -inf, NAN, -inf, NAN, -inf}, 1},       /* the first number, even at −inf */
+        {{0.5f, 2.0f, NAN, inf, 1.0f, -1.0f}, 3},     /* +inf wins at any temperature */
+    };
+    for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++)
+        for (int t = 0; t < 3; t++) {
+            gale_sampler *s = make(t == 0 ? 0.0f : t == 1 ? 1.0f : 2.5f, t == 2 ? 3 : 0, t == 2 ? 0.9f : 1.0f, 0.0f, 99);
+            for (int i = 0; i < 200; i++) {
+                float logits[V];
+                memcpy(logits, rows[r].logits, sizeof logits);
+                int32_t id = -1;
+                cr_assert_eq(gale_sampler_sample(s, logits, NULL, 0, &id), GALE_OK);
+                cr_assert(id >= 0 && id < V, "row %zu: id %d", r, id);
+                if (r == 0 && t > 0) /* drawn among the numbers */
+                    cr_assert(!isnan(rows[r].logits[id]), "row %zu temperature case %d: NaN id %d drawn", r, t, id);
+                else
+                    cr_assert_eq(id, rows[r].greedy, "row %zu temperature case %d: id %d, %d expected", r, t, id,
+                                 rows[r].greedy);
+            }
+            gale_sampler_free(s);
+        }
+}
+
 /* chi-square with V-1 (or kept-1) degrees of freedom against the expected probabilities;
  * the bounds are the 0.001 critical values, so a correct sampler fails 1 run in 1000 —
  * with fixed seeds, never. */

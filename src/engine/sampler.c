@@ -121,26 +121,32 @@ gale_status sampler_device_row(gale_sampler *s, const int32_t *history, size_t n
     return GALE_OK;
 }
 
+/* The largest logit's id, the lowest id on ties. A NaN logit is never picked (a model
+ * that produced one is broken, but one bad id must not win every step because it sits at
+ * id 0); a row of NaN gives 0. kernels/sample.cu picks the same id. */
 static int32_t argmax(const float *x, int n) {
-    int32_t best = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[best]) best = i;
-    return best;
+    int32_t best = -1;
+    for (int i = 0; i < n; i++)
+        if (!isnan(x[i]) && (best < 0 || x[i] > x[best])) best = i;
+    return best < 0 ? 0 : best;
 }
 
 static const float *sort_key;
 static int by_logit_desc(const void *a, const void *b) {
     float x = sort_key[*(const int32_t *)a], y = sort_key[*(const int32_t *)b];
-    if (x != y) return x > y ? -1 : 1;
+    if (isnan(x) != isnan(y)) return isnan(x) ? 1 : -1; /* NaN last: a consistent order for qsort */
+    if (x != y && !isnan(x)) return x > y ? -1 : 1;
     return *(const int32_t *)a - *(const int32_t *)b; /* ties: lower id first, deterministic */
 }
 
-/* Candidates sorted by logit, cut to top_k (0: all). Returns how many. */
+/* Candidates sorted by logit, cut to top_k (0: all) and to the numbers (NaN is never
+ * drawn). Returns how many. */
 static int top_candidates(gale_sampler *s, const float *logits) {
     int n = s->vocab;
     for (int i = 0; i < n; i++) s->order[i] = i;
     sort_key = logits;
     qsort(s->order, (size_t)n, sizeof *s->order, by_logit_desc);
+    while (n > 0 && isnan(logits[s->order[n - 1]])) n--;
     return s->p.top_k > 0 && s->p.top_k < n ? s->p.top_k : n;
 }
 
@@ -151,7 +157,14 @@ gale_status gale_sampler_sample(gale_sampler *s, float *logits, const int32_t *h
         return GALE_OK;
     }
     int n = top_candidates(s, logits);
-    float max = logits[s->order[0]] / s->p.temperature;
+    float max = n > 0 ? logits[s->order[0]] / s->p.temperature : NAN;
+    /* nothing to draw from: every logit NaN, or the top one infinite (its probability
+     * relative to itself is ∞ − ∞; every other one's is 0 or NaN) — the greedy pick, as
+     * kernels/sample.cu */
+    if (!isfinite(max)) {
+        *out = argmax(logits, s->vocab);
+        return GALE_OK;
+    }
     double sum = 0;
     for (int i = 0; i < n; i++) sum += s->probs[i] = expf(logits[s->order[i]] / s->p.temperature - max);
     /* top-p: the smallest prefix whose mass reaches p; min-p: drop tokens below min_p·p_max */

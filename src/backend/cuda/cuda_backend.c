@@ -65,14 +65,15 @@ static gale_status cuda_upload(backend *b, void *dst, const void *src, size_t by
     return GALE_OK;
 }
 
-/* graphs_may_hold: the buffer may be one a recorded graph reads or writes */
-static gale_status grow(void **buf, size_t *cap, size_t bytes, bool graphs_may_hold) {
+/* graphs_may_hold: the buffer may be one a recorded graph reads or writes; exact: the
+ * caller already rounds its sizes up, so no doubling on top */
+static gale_status grow(void **buf, size_t *cap, size_t bytes, bool graphs_may_hold, bool exact) {
     if (bytes <= *cap) return GALE_OK;
     if (*buf && graphs_may_hold) cuda_note_freed();
     cudaFree(*buf);
     *buf = NULL;
     *cap = 0;
-    size_t want = bytes < 4096 ? 4096 : bytes * 2;
+    size_t want = bytes < 4096 ? 4096 : exact ? bytes : bytes * 2;
     cudaError_t err = cudaMalloc(buf, want);
     if (err != cudaSuccess) {
         (void)cudaGetLastError(); /* reported here, not by the next launch check */
@@ -83,7 +84,7 @@ static gale_status grow(void **buf, size_t *cap, size_t bytes, bool graphs_may_h
     return GALE_OK;
 }
 
-gale_status cuda_grow_buffer(void **buf, size_t *cap, size_t bytes) { return grow(buf, cap, bytes, true); }
+gale_status cuda_grow_buffer(void **buf, size_t *cap, size_t bytes) { return grow(buf, cap, bytes, true, false); }
 
 void cuda_defer(cuda_state *st, gale_status status) {
     if (status == GALE_OK || st->deferred != GALE_OK) return;
@@ -100,7 +101,7 @@ gale_status cuda_take_deferred(cuda_state *st) {
 
 /* For the buffers only work outside any graph uses (sampling, to_host, gather_rows): their
  * growth leaves recorded graphs valid. */
-static gale_status grow_unrecorded(void **buf, size_t *cap, size_t bytes) { return grow(buf, cap, bytes, false); }
+static gale_status grow_unrecorded(void **buf, size_t *cap, size_t bytes) { return grow(buf, cap, bytes, false, false); }
 
 /* Pageable host memory: the copy is staged by the driver before the call returns, so the
  * host array may change right after. */
@@ -379,7 +380,13 @@ static gale_status cuda_sample(backend *b, const void *logits, int rows, int voc
         st->sample_host_cap = bytes * 2;
     }
     GALE_TRY(grow_unrecorded(&st->sample_dev, &st->sample_dev_cap, bytes));
-    GALE_TRY(grow_unrecorded((void **)&st->sample_work, &st->sample_work_cap, kernel_sample_workspace_bytes(rows, vocab)));
+    /* [rows, vocab] fp32 is large (256 × 128k = 128 MiB): sized for the next power of two of
+     * rows (the decode graphs' batch sizes) rather than doubled bytes, which would hold up
+     * to twice the largest batch for nothing */
+    int rows_cap = 1;
+    while (rows_cap < rows) rows_cap *= 2;
+    GALE_TRY(grow((void **)&st->sample_work, &st->sample_work_cap, kernel_sample_workspace_bytes(rows_cap, vocab), false,
+                  true));
     sample_params *params = st->sample_host;
     int32_t *pair_ids = (int32_t *)((char *)st->sample_host + params_bytes), *pair_counts = pair_ids + pairs;
     size_t offset = 0;
