@@ -14,7 +14,9 @@
  *     hold: the recording fails, the runner warns and runs op by op, tokens unchanged;
  *   - like CUDA's attention and MoE scratch, the attention op's scratch grows with the
  *     rows of a step (and cannot grow while recording): with batches that grow, each
- *     graph size is still recorded once — the scratch is sized before the first one. */
+ *     graph size is still recorded once — the scratch is sized before the first one;
+ *   - prompts longer than any before do not make graphs record again: the engine's
+ *     profile run sized everything for its largest step at creation. */
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
 #include <stdio.h>
@@ -367,5 +369,52 @@ Test(graphs, growing_batches_record_each_size_once) {
     cr_assert_geq(sizes, 4, "sizes 1, 2, 4 and 8 recorded (%d sizes)", sizes);
     cr_assert_gt(rec.launches, sizes, "steps replayed (%d)", rec.launches);
     free_workload(&w);
+    gale_model_free(m);
+}
+
+/* Requests whose prompts grow — each prefill longer than any before — joining while others
+ * decode. The engine's profile run (runner_reserve) sized every buffer for a step of
+ * max_num_batched_tokens at creation, so no prefill frees memory a graph holds: each graph
+ * size is recorded once, and the tokens are the plain CPU engine's. */
+Test(graphs, longer_prompts_later_record_each_size_once) {
+    gale_model *m = load_tiny("mistral");
+    const gale_config *c = gale_model_config(m);
+    workload replayed, plain;
+    make_workload(&replayed, c, 12);
+    make_workload(&plain, c, 12);
+    for (int r = 0; r < N_REQUESTS; r++) {
+        const int n = 4 + 6 * r; /* 4, 10, … 94 tokens */
+        workload *both[] = {&replayed, &plain};
+        for (int k = 0; k < 2; k++) {
+            int32_t *p = realloc(both[k]->prompt[r], (size_t)n * sizeof *p);
+            cr_assert(p, "out of memory");
+            for (int i = 0; i < n; i++) p[i] = (int32_t)((r * 31 + i * 7 + 1) % c->vocab);
+            both[k]->prompt[r] = p, both[k]->n_prompt[r] = n;
+        }
+    }
+    use_recording_backend();
+    gale_engine *e = new_engine(m, 8, 512, 0);
+    runner_use_test_backend(NULL);
+    const int n_ctx = engine_default_context(c, 0), largest_step = n_ctx < 512 ? n_ctx : 512;
+    cr_assert(4 + 6 * (N_REQUESTS - 1) + MAX_OUT <= n_ctx, "the prompts fit the tiny model's %d positions", n_ctx);
+    cr_assert_geq(rec.scratch_rows, largest_step,
+                  "the engine's profile run sized the attention scratch for %d rows, not %d", rec.scratch_rows,
+                  largest_step);
+    run_workload(e, &replayed, 0, N_REQUESTS, 2);
+    gale_engine_free(e);
+    int sizes = 0;
+    for (int rows = 1; rows <= 256; rows++) {
+        cr_assert_leq(rec.recorded_rows[rows], 1, "the graph of %d rows was recorded %d times", rows,
+                      rec.recorded_rows[rows]);
+        sizes += rec.recorded_rows[rows];
+    }
+    cr_assert_geq(sizes, 3, "several sizes recorded (%d)", sizes);
+    cr_assert_gt(rec.launches, sizes, "steps replayed (%d)", rec.launches);
+    e = new_engine(m, 8, 512, 0);
+    run_workload(e, &plain, 0, N_REQUESTS, 2);
+    gale_engine_free(e);
+    assert_same_tokens(&plain, &replayed, "mistral", "with growing prompts and recorded decode steps");
+    free_workload(&replayed);
+    free_workload(&plain);
     gale_model_free(m);
 }

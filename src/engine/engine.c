@@ -134,6 +134,9 @@ gale_status gale_engine_new(const gale_model *model, const gale_tokenizer *token
         status = kv_cache_init(&e->cache, e->c, &kp);
     }
     if (status == GALE_OK) status = scheduler_new(&e->cache, &sp, &e->sched);
+    if (status == GALE_OK && (status = runner_reserve(e->runner, &e->cache, chunk, params->max_num_seqs)) != GALE_OK)
+        status = gale_error_prefix(status, "engine: a step of %d tokens (max_num_batched_tokens) does not fit beside "
+                                   "the KV cache: ", chunk);
     if (status != GALE_OK) {
         gale_engine_free(e);
         return status;

@@ -526,23 +526,52 @@ static bool is_decode_step(const runner_batch *batch) {
     return true;
 }
 
-/* Once: every buffer a recorded step uses grown to graph_max rows, so recording a smaller
- * size later frees nothing a recorded graph holds. The runner's own buffers are grown
- * here; the backend's per-step scratch (MoE routing and expert activations, attention
- * partials) grows as a step needs it, so one step of graph_max rows, all padding, is run
- * op by op: without it each new size's first step would grow that scratch and so make
- * every graph recorded before it record again. */
-static gale_status prepare_recording(model_runner *s, kv_cache *cache, int stride) {
-    const int rows = s->graph_max;
-    GALE_TRY(grow_scratch(s, rows, rows));
-    if (!s->pad && !(s->pad = calloc(3 * (size_t)rows, sizeof *s->pad)))
-        return gale_error(GALE_ERR_OOM, "forward: out of memory");
-    int32_t *ids = s->pad, *positions = s->pad + rows, *seq_of = positions + rows;
-    for (int i = 0; i < rows; i++) seq_of[i] = -1; /* padding: stores nothing, attends to nothing */
+/* One step of `rows` padding tokens (seq_of −1: they store and attend to nothing), op by
+ * op, with the logits of its first logit_rows and block tables of table_rows rows of
+ * `stride`: every buffer that step touches — the runner's activations and the backend's
+ * per-step scratch (attention plans and partials, MoE routing and expert activations),
+ * which grows only as ops run — ends up sized for it. */
+static gale_status run_padding_step(model_runner *s, kv_cache *cache, int rows, int logit_rows, int table_rows,
+                                    int stride) {
+    GALE_TRY(grow_scratch(s, rows, logit_rows));
+    int32_t *pad = calloc(3 * (size_t)rows, sizeof *pad);
+    if (!pad) return gale_error(GALE_ERR_OOM, "forward: out of memory for %d padding tokens", rows);
+    int32_t *ids = pad, *positions = pad + rows, *seq_of = positions + rows;
+    for (int i = 0; i < rows; i++) seq_of[i] = -1;
     const int32_t *staged;
     batch_kv kv;
-    GALE_TRY(stage_batch(s, cache, ids, positions, seq_of, rows, NULL, 0, rows, stride, &staged, &kv));
-    GALE_TRY(run_model(s, rows, staged, &kv, NULL, rows));
+    gale_status status = stage_batch(s, cache, ids, positions, seq_of, rows, NULL, 0, table_rows, stride, &staged, &kv);
+    if (status == GALE_OK) status = run_model(s, rows, staged, &kv, NULL, logit_rows);
+    free(pad);
+    return status;
+}
+
+/* The recorded steps' block-table stride: the context's blocks. */
+static int recorded_stride(const model_runner *s, const kv_cache *cache) {
+    return (s->n_ctx + cache->block_size - 1) / cache->block_size;
+}
+
+/* Once, unless runner_reserve did it: every buffer a recorded step uses grown to graph_max
+ * rows by one padding step, so recording a smaller size later frees nothing a recorded
+ * graph holds — without it each new size's first step would grow the backend's scratch
+ * and so make every graph recorded before it record again. */
+static gale_status prepare_recording(model_runner *s, kv_cache *cache) {
+    if (!s->pad && !(s->pad = calloc(3 * (size_t)s->graph_max, sizeof *s->pad)))
+        return gale_error(GALE_ERR_OOM, "forward: out of memory");
+    GALE_TRY(run_padding_step(s, cache, s->graph_max, s->graph_max, s->graph_max, recorded_stride(s, cache)));
+    s->graph_ready = true;
+    return GALE_OK;
+}
+
+gale_status runner_reserve(model_runner *s, kv_cache *cache, int max_tokens, int max_seqs) {
+    if (!s || !cache || max_tokens <= 0 || max_seqs <= 0)
+        return gale_error(GALE_ERR_INVALID_ARG, "runner_reserve: a runner, a cache and positive sizes are required");
+    if (!s->graphs_on) return GALE_OK;
+    const int seqs = max_seqs > s->graph_max ? max_seqs : s->graph_max;
+    const int rows = max_tokens > seqs ? max_tokens : seqs;
+    if (!s->pad && !(s->pad = calloc(3 * (size_t)s->graph_max, sizeof *s->pad)))
+        return gale_error(GALE_ERR_OOM, "forward: out of memory");
+    GALE_TRY(run_padding_step(s, cache, rows, seqs, seqs, recorded_stride(s, cache)));
     s->graph_ready = true;
     return GALE_OK;
 }
@@ -553,14 +582,14 @@ static gale_status prepare_recording(model_runner *s, kv_cache *cache, int strid
  * that fails turns graphs off for this runner, with a warning. */
 static gale_status forward_recorded(model_runner *s, kv_cache *cache, const runner_batch *batch, bool *ran) {
     const backend_ops *ops = s->b.ops;
-    const int n = batch->n_tokens, stride = (s->n_ctx + cache->block_size - 1) / cache->block_size;
+    const int n = batch->n_tokens, stride = recorded_stride(s, cache);
     int k = 0;
     while (k < N_GRAPH_SIZES && graph_sizes[k] < n) k++;
     *ran = false;
     if (k == N_GRAPH_SIZES || graph_sizes[k] > s->graph_max) return GALE_OK;
     for (int q = 0; q < batch->n_seqs; q++)
         if (batch->seqs[q]->n_logical > stride) return GALE_OK;
-    if (!s->graph_ready && prepare_recording(s, cache, stride) != GALE_OK) { /* e.g. no memory for the largest size */
+    if (!s->graph_ready && prepare_recording(s, cache) != GALE_OK) { /* e.g. no memory for the largest size */
         log_warn("decode steps run op by op from here: preparing their recording failed: %s", gale_last_error());
         s->graphs_on = false;
         return GALE_OK;

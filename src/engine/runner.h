@@ -32,6 +32,14 @@ struct backend *runner_backend(model_runner *r);
  * failed — the tests' proof that replay was exercised, not eager run twice. */
 uint64_t runner_graph_replays(const model_runner *r);
 
+/* vLLM's profile run, for a runner that records decode steps (CUDA graphs; otherwise it
+ * does nothing): one step of max(max_tokens, max_seqs) padding tokens grows every buffer
+ * a step can need — activations, logits for max_seqs rows, the backend's attention and MoE
+ * scratch — at once, so no later step (a longer prompt than any before) frees memory a
+ * recorded graph holds and makes it record again, and a step that cannot fit fails here
+ * rather than mid-serving. */
+gale_status runner_reserve(model_runner *r, kv_cache *cache, int max_tokens, int max_seqs);
+
 /* Runs the batch: stores every token's keys and values in the cache, returns logits
  * [n_logits, vocab] in batch order. The caller reserves blocks before (kv_seq_reserve)
  * and advances the sequences after (kv_seq_advance). */
