@@ -16,7 +16,8 @@
  *     rows of a step (and cannot grow while recording): with batches that grow, each
  *     graph size is still recorded once — the scratch is sized before the first one;
  *   - prompts longer than any before do not make graphs record again: the engine's
- *     profile run sized everything for its largest step at creation. */
+ *     profile run sized everything for its largest step at creation, and an engine whose
+ *     largest step cannot run is refused then. */
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
 #include <stdio.h>
@@ -416,5 +417,24 @@ Test(graphs, longer_prompts_later_record_each_size_once) {
     assert_same_tokens(&plain, &replayed, "mistral", "with growing prompts and recorded decode steps");
     free_workload(&replayed);
     free_workload(&plain);
+    gale_model_free(m);
+}
+
+/* A recording engine whose largest step cannot run (the padding step fails, as a GPU out of
+ * memory would) is refused at creation, naming the step, instead of failing mid-serving. */
+Test(graphs, an_engine_whose_largest_step_cannot_run_is_refused) {
+    gale_model *m = load_tiny("llama");
+    rec.refuse_padding_steps = true;
+    use_recording_backend();
+    gale_engine_params p = gale_engine_params_default();
+    p.n_threads = 1, p.max_num_seqs = 8, p.max_num_batched_tokens = 64;
+    gale_engine *e = NULL;
+    const gale_status status = gale_engine_new(m, NULL, &p, &e);
+    runner_use_test_backend(NULL);
+    cr_assert_eq(status, GALE_ERR_OOM, "status %d: %s", status, gale_last_error());
+    cr_assert_null(e);
+    cr_assert(strstr(gale_last_error(), "a step of 64 tokens (max_num_batched_tokens)") &&
+                  strstr(gale_last_error(), "no memory for 64 padding rows"),
+              "the message names the step and the cause: %s", gale_last_error());
     gale_model_free(m);
 }
