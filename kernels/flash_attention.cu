@@ -824,7 +824,8 @@ gale_status build_plan(const attention_launch *a, int block_m, bool singles_apar
         free(plan->tiles), free(plan->singles);
         return gale_error(GALE_ERR_OOM, "attention: out of memory for the plan of %d tokens", a->n);
     }
-    plan->n_tiles = attention_plan_tiles(a->host_positions, a->host_seq_of, a->n, group, block_m, plan->tiles, plan->singles, singles_apart ? &plan->n_singles : NULL);
+    plan->n_tiles = attention_plan_tiles(a->host_positions, a->host_seq_of, a->n, group, block_m, plan->tiles,
+                                         plan->singles, singles_apart ? &plan->n_singles : NULL);
     return GALE_OK;
 }
 

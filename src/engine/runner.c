@@ -526,54 +526,42 @@ static bool is_decode_step(const runner_batch *batch) {
     return true;
 }
 
-/* One step of `rows` padding tokens (seq_of −1: they store and attend to nothing), op by
- * op, with the logits of its first logit_rows and block tables of table_rows rows of
- * `stride`: every buffer that step touches — the runner's activations and the backend's
- * per-step scratch (attention plans and partials, MoE routing and expert activations),
- * which grows only as ops run — ends up sized for it. */
-static gale_status run_padding_step(model_runner *s, kv_cache *cache, int rows, int logit_rows, int table_rows,
-                                    int stride) {
-    GALE_TRY(grow_scratch(s, rows, logit_rows));
+/* The recorded steps' block-table stride: the context's blocks. */
+static int recorded_stride(const model_runner *s, const kv_cache *cache) {
+    return (s->n_ctx + cache->block_size - 1) / cache->block_size;
+}
+
+/* Once: every buffer a step can use grown by one step of padding tokens (seq_of −1: they
+ * store and attend to nothing), run op by op — max(max_tokens, seqs) of them, the logits
+ * and block tables of seqs = max(max_seqs, graph_max) rows. That sizes the runner's
+ * activations and the backend's per-step scratch (attention plans and partials, MoE
+ * routing and expert activations), which grows only as ops run; without it each new
+ * size's first step would grow that scratch, free what recorded graphs hold, and make
+ * every graph recorded before it record again. */
+static gale_status prepare_recording(model_runner *s, kv_cache *cache, int max_tokens, int max_seqs) {
+    const int seqs = max_seqs > s->graph_max ? max_seqs : s->graph_max;
+    const int rows = max_tokens > seqs ? max_tokens : seqs;
+    if (!s->pad && !(s->pad = calloc(3 * (size_t)s->graph_max, sizeof *s->pad)))
+        return gale_error(GALE_ERR_OOM, "forward: out of memory");
+    GALE_TRY(grow_scratch(s, rows, seqs));
     int32_t *pad = calloc(3 * (size_t)rows, sizeof *pad);
     if (!pad) return gale_error(GALE_ERR_OOM, "forward: out of memory for %d padding tokens", rows);
     int32_t *ids = pad, *positions = pad + rows, *seq_of = positions + rows;
     for (int i = 0; i < rows; i++) seq_of[i] = -1;
     const int32_t *staged;
     batch_kv kv;
-    gale_status status = stage_batch(s, cache, ids, positions, seq_of, rows, NULL, 0, table_rows, stride, &staged, &kv);
-    if (status == GALE_OK) status = run_model(s, rows, staged, &kv, NULL, logit_rows);
+    gale_status status =
+        stage_batch(s, cache, ids, positions, seq_of, rows, NULL, 0, seqs, recorded_stride(s, cache), &staged, &kv);
+    if (status == GALE_OK) status = run_model(s, rows, staged, &kv, NULL, seqs);
     free(pad);
+    s->graph_ready = status == GALE_OK;
     return status;
-}
-
-/* The recorded steps' block-table stride: the context's blocks. */
-static int recorded_stride(const model_runner *s, const kv_cache *cache) {
-    return (s->n_ctx + cache->block_size - 1) / cache->block_size;
-}
-
-/* Once, unless runner_reserve did it: every buffer a recorded step uses grown to graph_max
- * rows by one padding step, so recording a smaller size later frees nothing a recorded
- * graph holds — without it each new size's first step would grow the backend's scratch
- * and so make every graph recorded before it record again. */
-static gale_status prepare_recording(model_runner *s, kv_cache *cache) {
-    if (!s->pad && !(s->pad = calloc(3 * (size_t)s->graph_max, sizeof *s->pad)))
-        return gale_error(GALE_ERR_OOM, "forward: out of memory");
-    GALE_TRY(run_padding_step(s, cache, s->graph_max, s->graph_max, s->graph_max, recorded_stride(s, cache)));
-    s->graph_ready = true;
-    return GALE_OK;
 }
 
 gale_status runner_reserve(model_runner *s, kv_cache *cache, int max_tokens, int max_seqs) {
     if (!s || !cache || max_tokens <= 0 || max_seqs <= 0)
         return gale_error(GALE_ERR_INVALID_ARG, "runner_reserve: a runner, a cache and positive sizes are required");
-    if (!s->graphs_on) return GALE_OK;
-    const int seqs = max_seqs > s->graph_max ? max_seqs : s->graph_max;
-    const int rows = max_tokens > seqs ? max_tokens : seqs;
-    if (!s->pad && !(s->pad = calloc(3 * (size_t)s->graph_max, sizeof *s->pad)))
-        return gale_error(GALE_ERR_OOM, "forward: out of memory");
-    GALE_TRY(run_padding_step(s, cache, rows, seqs, seqs, recorded_stride(s, cache)));
-    s->graph_ready = true;
-    return GALE_OK;
+    return s->graphs_on ? prepare_recording(s, cache, max_tokens, max_seqs) : GALE_OK;
 }
 
 /* A decode step as a replayed graph: *ran false when it does not fit one (too many
@@ -589,7 +577,7 @@ static gale_status forward_recorded(model_runner *s, kv_cache *cache, const runn
     if (k == N_GRAPH_SIZES || graph_sizes[k] > s->graph_max) return GALE_OK;
     for (int q = 0; q < batch->n_seqs; q++)
         if (batch->seqs[q]->n_logical > stride) return GALE_OK;
-    if (!s->graph_ready && prepare_recording(s, cache) != GALE_OK) { /* e.g. no memory for the largest size */
+    if (!s->graph_ready && prepare_recording(s, cache, 1, 1) != GALE_OK) { /* e.g. no memory for the largest size */
         log_warn("decode steps run op by op from here: preparing their recording failed: %s", gale_last_error());
         s->graphs_on = false;
         return GALE_OK;
