@@ -1,11 +1,16 @@
 /* Embedding lookup: rows of a bf16 table [vocab, dim] for token ids, times Gemma's
- * sqrt(hidden) scale in fp32, rounded to bf16. CPU reference: cpu_embed in
+ * sqrt(hidden) scale held in bf16 (transformers multiplies by a tensor of the activation
+ * dtype: bf16(sqrt(640)) = 25.25, not 25.298), in fp32, rounded to bf16. CPU reference: cpu_embed in
  * src/backend/cpu/ops.c. One thread block per token, threads across the row: reads and
  * writes are coalesced. Ids are checked on the host before they are uploaded (the engine
  * refuses ids outside the vocabulary); an id that slips through writes a zero row rather
  * than reading outside the table. */
 #include "common.cuh"
 #include "kernels.h"
+
+extern "C" {
+#include "core/dtype.h"
+}
 
 namespace {
 
@@ -32,6 +37,7 @@ extern "C" gale_status kernel_embed_bf16(const void *table, int vocab, int dim, 
         return gale_error(GALE_ERR_INVALID_ARG, "embed: %d ids into a [%d, %d] table", n, vocab, dim);
     if (n > 0 && (!table || !ids || !out)) return gale_error(GALE_ERR_INVALID_ARG, "embed: NULL buffer");
     if (n == 0) return GALE_OK;
+    scale = bf16_to_f32(f32_to_bf16(scale));
     embed_kernel<<<n, EMBED_THREADS, 0, static_cast<cudaStream_t>(stream)>>>(
         static_cast<const uint16_t *>(table), ids, vocab, dim, scale, static_cast<uint16_t *>(out));
     return cuda_check_launch("embed");

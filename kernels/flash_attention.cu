@@ -294,7 +294,7 @@ struct prefill_args {
     int n_heads, group, kv_dim;
     float scale, softcap;
     int window;
-    const attention_tile *tiles; /* [gridDim.x] */
+    const attention_tile *tiles; /* [gridDim.x / n_kv_heads] */
     uint16_t *out;               /* [n, n_heads, D] */
 };
 
@@ -310,8 +310,12 @@ __global__ void __launch_bounds__(BM * 2) flash_prefill_kernel(const prefill_arg
     uint16_t *v_s = k_s + BN * STRIDE;                   /* [BN, STRIDE] */
     __shared__ int range_lo, range_hi;                   /* keys any row of the tile sees */
 
-    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, kv_head = blockIdx.y;
-    const attention_tile tile = a.tiles[blockIdx.x];
+    /* block = tile · n_kv_heads + kv_head: the KV heads vary fastest, so every head's
+     * longest tiles (the plan sorts them first) start in the first wave, not the last
+     * head's after most of the grid */
+    const int n_kv_heads = a.n_heads / a.group;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, kv_head = blockIdx.x % n_kv_heads;
+    const attention_tile tile = a.tiles[blockIdx.x / n_kv_heads];
     const int rows = min(BM, tile.n_tokens * a.group - tile.first_row);
     /* row r of the tile → batch token and query head */
     auto row_token = [&](int r) { return tile.first_token + (tile.first_row + r) / a.group; };
@@ -640,7 +644,12 @@ ws_layout layout_of(const attention_launch *a, attention_variant v, int sms) {
     ws_layout l = {0, 0, 0, 0};
     if (attention_variant_is_split(v)) {
         const attention_split s = decode_split(a, a->n, v, sms);
-        l.total = s.n_splits > 1 ? partial_bytes((size_t)a->n * a->n_heads * s.n_splits, a->head_dim) : 0;
+        if (v == ATTENTION_SPLIT_KV) /* fewer tokens get more splits: AUTO's bound over every k <= n, so
+                                        a recording engine's start-up step sizes it once */
+            l.total = partial_bytes(attention_auto_partial_items(a->n, a->n_kv_heads, group, sms) * a->n_heads,
+                                    a->head_dim);
+        else /* a fixed split size: the splits do not depend on the tokens */
+            l.total = s.n_splits > 1 ? partial_bytes((size_t)a->n * a->n_heads * s.n_splits, a->head_dim) : 0;
         return l;
     }
     /* AUTO may pick BLOCK_M 64, which makes the most tiles */
@@ -738,7 +747,8 @@ gale_status launch_prefill(const prefill_args &args, int n_tiles, int n_kv_heads
     constexpr size_t smem = prefill_smem_bytes<D, BM, BN>();
     const char *what = BM == 64 ? "flash attention prefill (BLOCK_M 64)" : "flash attention prefill (BLOCK_M 128)";
     GALE_TRY(set_smem(flash_prefill_kernel<D, BM, BN>, smem, what));
-    flash_prefill_kernel<D, BM, BN><<<dim3((unsigned)n_tiles, (unsigned)n_kv_heads), BM * 2, smem, stream>>>(args);
+    /* n_tiles · n_kv_heads ≤ n · n_heads (a tile holds a row at least), checked ≤ INT_MAX */
+    flash_prefill_kernel<D, BM, BN><<<(unsigned)n_tiles * (unsigned)n_kv_heads, BM * 2, smem, stream>>>(args);
     return cuda_check_launch(what);
 }
 

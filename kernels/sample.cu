@@ -22,8 +22,7 @@
  *     4. top-p: the same select on the keys of p weighted by probability mass (fixed-point
  *        u64, so the shared-memory sums do not depend on the order of the atomics): the
  *        largest threshold whose set {p ≥ threshold} holds top_p of the mass. Ids tied
- *        exactly at that threshold are all kept (the CPU keeps the larger logits, then
- *        the lower ids, first);
+ *        exactly at that threshold are all kept, as the CPU keeps them;
  *     5. min-p: p < min_p is dropped — the CPU's probs[i] < min_p · probs[0], as the top
  *        token's p is expf(0) = 1;
  *     6. the draw: u in [0, 1) with 53 bits, as the CPU's, and the id where the running

@@ -365,17 +365,20 @@ Test(attention_cuda, long_prompt_4097) {
 }
 
 #ifdef GALE_HAVE_CUDA
-static const int gqa_shapes[][2] = {{4, 4}, {8, 2}, {16, 2}, {8, 1}, {32, 1}}; /* ratios 1, 4, 8, MQA 8 and 32 */
+/* ratios 1, 4, 8, MQA 8 and 32; 3 (SmolLM2's 9/3: prefill tiles begin inside a token)
+ * and MQA 20 (decode's second chunk of 16 heads holds 4) */
+static const int gqa_shapes[][2] = {{4, 4}, {8, 2}, {16, 2}, {8, 1}, {32, 1}, {9, 3}, {20, 1}};
+enum { N_GQA_SHAPES = sizeof gqa_shapes / sizeof gqa_shapes[0] };
 static const int head_dims[] = {64, 128, 256};
 #endif
 
-ParameterizedTestParameters(attention_cuda, gqa_and_head_dims) { return index_params(15); }
+ParameterizedTestParameters(attention_cuda, gqa_and_head_dims) { return index_params(21); } /* 7 shapes × 3 dims */
 
 ParameterizedTest(size_t *index, attention_cuda, gqa_and_head_dims) {
     require_cuda();
 #ifdef GALE_HAVE_CUDA
-    const int *shape = gqa_shapes[*index % 5];
-    attn_case c = mixed_case(shape[0], shape[1], head_dims[*index / 5]);
+    const int *shape = gqa_shapes[*index % N_GQA_SHAPES];
+    attn_case c = mixed_case(shape[0], shape[1], head_dims[*index / N_GQA_SHAPES]);
     check_case(&c);
 #else
     (void)index;

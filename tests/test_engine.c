@@ -1,7 +1,8 @@
 /* The CPU forward against transformers (fixtures: tests/tools/make_engine_fixtures.py,
  * fp32, eager attention): logits at every position of a 100-token sequence within 1e-4
  * relative (max |a-b| / max |ref|) for every family, and the 32-token greedy continuation
- * identical — generated with the KV cache, one token at a time. */
+ * identical — generated with the KV cache, one token at a time. Also: bad prompts, and a
+ * step whose buffers could not grow leaves the session usable. */
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
 #include <math.h>
@@ -9,7 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/backend.h"
 #include "core/npy.h"
+#include "core/status.h"
+#include "engine/runner.h"
 #include "test_support.h"
 
 static const char *const families[] = {"llama", "mistral", "mixtral", "gemma", "gemma2", "gemma3_text"};
@@ -142,4 +146,48 @@ Test(engine, prepared_weights_change_nothing) {
         free(b);
         gale_model_free(m);
     }
+}
+
+/* The CPU backend whose allocations fail from the armed one on (fail_from: how many more
+ * succeed first; < 0: none fails). */
+static backend_ops failing_ops;
+static int fail_from = -1;
+static gale_status failing_alloc(backend *b, size_t bytes, void **out) {
+    if (fail_from == 0) {
+        *out = NULL;
+        return gale_error(GALE_ERR_OOM, "test: allocation of %zu bytes refused", bytes);
+    }
+    if (fail_from > 0) fail_from--;
+    return cpu_backend_ops.alloc(b, bytes, out);
+}
+
+/* A forward whose buffers could not all grow (out of device memory partway) fails; the
+ * session then runs shorter steps on buffers it regrows, not on the NULL one the failure
+ * left: the same logits as a session that never failed. */
+Test(engine, a_failed_buffer_growth_leaves_the_session_usable) {
+    gale_model *m = load_model_quiet(fixture("tiny/llama"));
+    const int vocab = gale_model_config(m)->vocab;
+    failing_ops = cpu_backend_ops;
+    failing_ops.name = "cpu (failing allocations)";
+    failing_ops.alloc = failing_alloc;
+    runner_use_test_backend(&failing_ops);
+    gale_session *failing = new_session(m, 1);
+    runner_use_test_backend(NULL);
+    gale_session *plain = new_session(m, 1);
+    int32_t prompt[4] = {1, 5, 9, 13}, longer[40], next = 21;
+    for (int i = 0; i < 40; i++) longer[i] = 2 + i;
+    float *want = malloc((size_t)vocab * sizeof *want), *got = malloc((size_t)vocab * sizeof *got);
+    cr_assert_eq(gale_session_forward(failing, prompt, 4, false, NULL), GALE_OK, "%s", gale_last_error());
+    fail_from = 3; /* the 4th buffer of the longer step's regrowth is refused */
+    assert_error(gale_session_forward(failing, longer, 40, false, got), GALE_ERR_OOM, "refused");
+    fail_from = -1;
+    cr_assert_eq(gale_session_position(failing), 4, "the failed step took no position");
+    cr_assert_eq(gale_session_forward(failing, &next, 1, false, got), GALE_OK, "%s", gale_last_error());
+    cr_assert_eq(gale_session_forward(plain, prompt, 4, false, NULL), GALE_OK, "%s", gale_last_error());
+    cr_assert_eq(gale_session_forward(plain, &next, 1, false, want), GALE_OK, "%s", gale_last_error());
+    cr_assert(memcmp(got, want, (size_t)vocab * sizeof *got) == 0, "logits after the failed step differ");
+    free(want), free(got);
+    gale_session_free(failing);
+    gale_session_free(plain);
+    gale_model_free(m);
 }

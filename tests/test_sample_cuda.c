@@ -4,7 +4,8 @@
  *     the penalties (computed in the same fp32 operations on both devices);
  *   - with temperature, top-k, top-p and min-p, 20 000 draws (one per Philox offset) never
  *     leave the kept set the CPU's rules give, and each token's frequency is within
- *     5 standard deviations (+ 1e-3) of its probability there;
+ *     5 standard deviations (+ 1e-3) of its probability there — also on a row of tied
+ *     logits where top-p's edge falls inside a tie (every tied id kept, as on the CPU);
  *   - the same seed and draw give the same id; another seed other ids;
  *   - rows with NaN or infinite logits give the CPU's id (NaN never drawn);
  *   - the engine on CUDA generates the same greedy tokens for the batching tests' sixteen
@@ -169,6 +170,7 @@ static void cpu_kept_distribution(const float *logits, int vocab, const gale_sam
         cumulative += w[i] / sum;
         if (cumulative >= p->top_p) {
             keep = i + 1;
+            while (keep < n && w[keep] == w[keep - 1]) keep++; /* the tie at the edge stays */
             break;
         }
     }
@@ -184,28 +186,35 @@ Test(sample_cuda, draws_follow_the_cpu_rules_distribution) {
     require_cuda();
 #ifdef GALE_HAVE_CUDA
     enum { V = 64, ROWS = 1000, ROUNDS = 20, N = ROWS * ROUNDS };
-    /* distinct values 0.09 apart (bf16 keeps them apart), shuffled over the ids */
-    float values[V];
-    uint16_t row_bits[V];
-    for (int i = 0; i < V; i++) values[i] = -3.0f + 0.09f * (float)((i * 37) % V);
-    for (int i = 0; i < V; i++) row_bits[i] = f32_to_bf16(values[i]), values[i] = bf16_to_f32(row_bits[i]);
-    const gale_sampling_params settings[] = {
-        {.temperature = 0.8f, .top_k = 20, .top_p = 0.9f, .min_p = 0.05f, .repetition_penalty = 1, .seed = 7},
-        {.temperature = 1.5f, .top_k = 0, .top_p = 1.0f, .min_p = 0, .repetition_penalty = 1, .seed = 11},
-        {.temperature = 1.0f, .top_k = 5, .top_p = 1.0f, .min_p = 0, .repetition_penalty = 1, .seed = 3},
-        {.temperature = 0.5f, .top_k = 0, .top_p = 0.5f, .min_p = 0.2f, .repetition_penalty = 1, .seed = 5},
+    /* distinct values 0.09 apart (bf16 keeps them apart), shuffled over the ids; or
+     * (tied) 8 groups of 8 equal values 0.5 apart, where top_p 0.5 is reached inside the
+     * second group (its 8 are all kept, on the CPU too) */
+    const struct {
+        gale_sampling_params p;
+        bool tied;
+    } settings[] = {
+        {{.temperature = 0.8f, .top_k = 20, .top_p = 0.9f, .min_p = 0.05f, .repetition_penalty = 1, .seed = 7}, false},
+        {{.temperature = 1.5f, .top_k = 0, .top_p = 1.0f, .min_p = 0, .repetition_penalty = 1, .seed = 11}, false},
+        {{.temperature = 1.0f, .top_k = 5, .top_p = 1.0f, .min_p = 0, .repetition_penalty = 1, .seed = 3}, false},
+        {{.temperature = 0.5f, .top_k = 0, .top_p = 0.5f, .min_p = 0.2f, .repetition_penalty = 1, .seed = 5}, false},
+        {{.temperature = 1.0f, .top_k = 0, .top_p = 0.5f, .min_p = 0, .repetition_penalty = 1, .seed = 13}, true},
     };
     uint16_t *logits = malloc((size_t)ROWS * V * sizeof *logits);
-    for (int r = 0; r < ROWS; r++) memcpy(logits + (size_t)r * V, row_bits, sizeof row_bits);
     sample_params *params = malloc(ROWS * sizeof *params);
     int32_t *ids = malloc(ROWS * sizeof *ids);
     for (size_t s = 0; s < sizeof settings / sizeof settings[0]; s++) {
+        float values[V];
+        uint16_t row_bits[V];
+        for (int i = 0; i < V; i++)
+            values[i] = settings[s].tied ? -3.0f + 0.5f * (float)(((i * 37) % V) / 8) : -3.0f + 0.09f * (float)((i * 37) % V);
+        for (int i = 0; i < V; i++) row_bits[i] = f32_to_bf16(values[i]), values[i] = bf16_to_f32(row_bits[i]);
+        for (int r = 0; r < ROWS; r++) memcpy(logits + (size_t)r * V, row_bits, sizeof row_bits);
         double prob[V];
-        cpu_kept_distribution(values, V, &settings[s], prob);
+        cpu_kept_distribution(values, V, &settings[s].p, prob);
         int count[V] = {0};
         for (int round = 0; round < ROUNDS; round++) {
             for (int r = 0; r < ROWS; r++) {
-                sample_row row = {.params = settings[s], .draw = (uint64_t)(round * ROWS + r)};
+                sample_row row = {.params = settings[s].p, .draw = (uint64_t)(round * ROWS + r)};
                 params[r] = rule_of(&row, 0);
             }
             gpu_sample(logits, ROWS, V, params, NULL, NULL, 0, ids);

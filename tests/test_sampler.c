@@ -112,6 +112,32 @@ Test(sampler, temperature_sharpens) { chi_square(0.7f, 1.0f, V, 20.52); }
 /* softmax(base) ≈ .40 .24 .15 .07 .03 .02: top_p 0.75 keeps the first three (0.40+0.24 < 0.75 <= 0.79) */
 Test(sampler, top_p_truncates_and_renormalises) { chi_square(1.0f, 0.75f, 3, 13.82); }
 
+/* softmax([2, 1, 1, 1, 0, -1]) ≈ .43 .16 .16 .16 .06 .02: top_p 0.55 is reached inside the
+ * tie of ids 1-3, and all three stay (kernels/sample.cu keeps the same set); a cut by id
+ * would never draw 2 and 3 */
+Test(sampler, top_p_keeps_the_tie_at_its_edge) {
+    const float tied[V] = {2.0f, 1.0f, 1.0f, 1.0f, 0.0f, -1.0f};
+    gale_sampler *s = make(1.0f, 0, 0.55f, 0.0f, 99);
+    enum { DRAWS = 20000 };
+    int counts[V] = {0};
+    for (int i = 0; i < DRAWS; i++) {
+        float logits[V];
+        memcpy(logits, tied, sizeof logits);
+        int32_t id = -1;
+        cr_assert_eq(gale_sampler_sample(s, logits, NULL, 0, &id), GALE_OK);
+        cr_assert(id >= 0 && id < V);
+        counts[id]++;
+    }
+    cr_assert_eq(counts[4] + counts[5], 0, "ids 4 and 5 lie past the top-p edge but were drawn %d times",
+                 counts[4] + counts[5]);
+    /* kept {0,1,2,3}: id 0 has e/(e+3) ≈ .475 of the draws, each tied id ≈ .175 */
+    double expect_tied = DRAWS / (exp(1.0) + 3.0);
+    for (int i = 1; i <= 3; i++)
+        cr_assert(fabs(counts[i] - expect_tied) < 5 * sqrt(expect_tied), "tied id %d drawn %d times, expected about %.0f", i,
+                  counts[i], expect_tied);
+    gale_sampler_free(s);
+}
+
 Test(sampler, penalties_follow_their_definitions) {
     gale_sampling_params p = gale_sampling_params_default();
     p.temperature = 0, p.repetition_penalty = 2.0f, p.presence_penalty = 0.5f, p.frequency_penalty = 0.25f;

@@ -194,3 +194,25 @@ Test(session_sample, missing_arguments_are_refused_by_name) {
     gale_session_free(s);
     gale_model_free(m);
 }
+
+/* a sampler made for a larger vocabulary would let its penalties write past a row of
+ * logits (the history's ids are bounded by the sampler's vocabulary) */
+Test(session_sample, a_sampler_for_another_vocabulary_is_refused) {
+    gale_model *m = load_tiny("llama");
+    const int vocab = gale_model_config(m)->vocab;
+    gale_sampling_params p = greedy_with_penalties();
+    gale_sampler *sampler = NULL;
+    cr_assert_eq(gale_sampler_new(&p, vocab + 1, &sampler), GALE_OK, "%s", gale_last_error());
+    const int32_t history[] = {1, vocab}; /* the last id is past the model's logits */
+    for (int device = 0; device < 2; device++) {
+        gale_session *s = new_session(m, device, false);
+        int32_t next = -1;
+        cr_assert_eq(gale_session_forward_sample(s, prompt, PROMPT_LEN, sampler, history, 2, &next),
+                     GALE_ERR_INVALID_ARG, "device sampling %d", device);
+        cr_assert(strstr(gale_last_error(), "vocabulary of"), "message: %s", gale_last_error());
+        cr_assert_eq(gale_session_position(s), 0, "nothing ran");
+        gale_session_free(s);
+    }
+    gale_sampler_free(sampler);
+    gale_model_free(m);
+}

@@ -89,7 +89,8 @@ typedef struct backend_ops {
     /* ---- ops (shapes in activation values) ---- */
     /* y[n, out] = x[n, in] · wᵀ for w [out, in] */
     gale_status (*matmul)(backend *b, const void *x, int n, const gale_tensor *w, void *y);
-    /* rows of table [V, dim] for ids (staged) → y[n, dim], times scale */
+    /* rows of table [V, dim] for ids (staged) → y[n, dim], times scale as the activation
+     * dtype holds it (bf16 on CUDA: Gemma multiplies by a tensor of that dtype) */
     gale_status (*embed)(backend *b, const gale_tensor *table, const int32_t *ids, int n, float scale, void *y);
     /* y[n, dim] = x · rsqrt(mean(x²) + eps) · (offset + w) per row; w fp32 [dim]; y may be x */
     void (*rmsnorm)(backend *b, const void *x, int n, int dim, const float *w, float offset, float eps, void *y);
@@ -153,9 +154,13 @@ struct moe_weights {
 };
 
 /* Buffers backend_moe grows on demand and reuses (zero-initialise; backend_moe_free). */
+typedef struct moe_scratch_shape {
+    int n_experts, top_k, hidden, intermediate;
+} moe_scratch_shape;
 typedef struct moe_scratch {
     void *router, *rows, *gate, *up, *expert_out; /* backend memory */
     size_t cap_tokens;
+    moe_scratch_shape shape;                      /* the largest layer they are sized for */
     float *logits, *weight;                       /* host: [n, E], [n·k] */
     int32_t *slot_expert, *slot_token, *slot_position; /* host: [n·k] */
 } moe_scratch;

@@ -17,11 +17,18 @@ gale_status backend_gated_mlp(backend *b, const gale_tensor *gate_w, const gale_
     return ops->matmul(b, gate, n, down_w, out);
 }
 
+static int max_int(int a, int b) { return a > b ? a : b; }
+
+/* Buffers for `tokens` tokens of layer w: kept while they are as large in every dimension
+ * (one scratch may serve layers of different shapes), else sized for the larger of each. */
 static gale_status grow(backend *b, moe_scratch *sc, size_t tokens, const moe_weights *w) {
-    if (tokens <= sc->cap_tokens) return GALE_OK;
+    moe_scratch_shape need = {max_int(w->n_experts, sc->shape.n_experts), max_int(w->top_k, sc->shape.top_k),
+                              max_int(w->hidden, sc->shape.hidden), max_int(w->intermediate, sc->shape.intermediate)};
+    if (tokens <= sc->cap_tokens && memcmp(&need, &sc->shape, sizeof need) == 0) return GALE_OK;
+    tokens = tokens > sc->cap_tokens ? tokens : sc->cap_tokens;
     backend_moe_free(b, sc);
-    const size_t slots = tokens * (size_t)w->top_k, act = b->ops->act_size;
-    const size_t H = (size_t)w->hidden, I = (size_t)w->intermediate, E = (size_t)w->n_experts;
+    const size_t slots = tokens * (size_t)need.top_k, act = b->ops->act_size;
+    const size_t H = (size_t)need.hidden, I = (size_t)need.intermediate, E = (size_t)need.n_experts;
     void **device[] = {&sc->router, &sc->rows, &sc->gate, &sc->up, &sc->expert_out};
     const size_t counts[] = {tokens * E, slots * H, slots * I, slots * I, slots * H};
     for (size_t i = 0; i < 5; i++) GALE_TRY(b->ops->alloc(b, counts[i] * act, device[i]));
@@ -33,6 +40,7 @@ static gale_status grow(backend *b, moe_scratch *sc, size_t tokens, const moe_we
     if (!sc->logits || !sc->weight || !sc->slot_expert || !sc->slot_token || !sc->slot_position)
         return gale_error(GALE_ERR_OOM, "MoE: out of memory for %zu tokens", tokens);
     sc->cap_tokens = tokens;
+    sc->shape = need;
     return GALE_OK;
 }
 

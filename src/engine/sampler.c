@@ -9,11 +9,18 @@
 #include "engine/sampler.h"
 #include "gale.h"
 
+/* a logit with its id, so the sort needs no global key (samplers on other threads) */
+struct candidate {
+    float logit;
+    int32_t id;
+};
+
 struct gale_sampler {
     gale_sampling_params p;
     int vocab;
     uint64_t state[4];
     int32_t *order;  /* [vocab] candidate ids */
+    struct candidate *sorted; /* [vocab] the sort's scratch */
     float *probs;    /* [vocab] */
     int32_t *counts; /* [vocab] occurrences in the history, for the penalties */
     int32_t *pair_counts; /* [vocab] the device rule's counts (sampler_device_row), on demand */
@@ -64,7 +71,8 @@ gale_status gale_sampler_new(const gale_sampling_params *p, int vocab, gale_samp
     s->order = malloc((size_t)vocab * sizeof *s->order);
     s->probs = malloc((size_t)vocab * sizeof *s->probs);
     s->counts = calloc((size_t)vocab, sizeof *s->counts);
-    if (!s->order || !s->probs || !s->counts) {
+    s->sorted = malloc((size_t)vocab * sizeof *s->sorted);
+    if (!s->order || !s->probs || !s->counts || !s->sorted) {
         gale_sampler_free(s);
         return gale_error(GALE_ERR_OOM, "sampler: out of memory");
     }
@@ -79,9 +87,12 @@ void gale_sampler_free(gale_sampler *s) {
     free(s->order);
     free(s->probs);
     free(s->counts);
+    free(s->sorted);
     free(s->pair_counts);
     free(s);
 }
+
+int sampler_vocab(const gale_sampler *s) { return s->vocab; }
 
 static bool has_penalty(const gale_sampling_params *p) {
     return p->repetition_penalty != 1.0f || p->presence_penalty != 0 || p->frequency_penalty != 0;
@@ -131,21 +142,20 @@ static int32_t argmax(const float *x, int n) {
     return best < 0 ? 0 : best;
 }
 
-static const float *sort_key;
 static int by_logit_desc(const void *a, const void *b) {
-    float x = sort_key[*(const int32_t *)a], y = sort_key[*(const int32_t *)b];
-    if (isnan(x) != isnan(y)) return isnan(x) ? 1 : -1; /* NaN last: a consistent order for qsort */
-    if (x != y && !isnan(x)) return x > y ? -1 : 1;
-    return *(const int32_t *)a - *(const int32_t *)b; /* ties: lower id first, deterministic */
+    const struct candidate *x = a, *y = b;
+    if (isnan(x->logit) != isnan(y->logit)) return isnan(x->logit) ? 1 : -1; /* NaN last: a consistent order */
+    if (x->logit != y->logit && !isnan(x->logit)) return x->logit > y->logit ? -1 : 1;
+    return x->id < y->id ? -1 : 1; /* ties: lower id first, deterministic */
 }
 
 /* Candidates sorted by logit, cut to top_k (0: all) and to the numbers (NaN is never
  * drawn). Returns how many. */
 static int top_candidates(gale_sampler *s, const float *logits) {
     int n = s->vocab;
-    for (int i = 0; i < n; i++) s->order[i] = i;
-    sort_key = logits;
-    qsort(s->order, (size_t)n, sizeof *s->order, by_logit_desc);
+    for (int i = 0; i < n; i++) s->sorted[i] = (struct candidate){logits[i], i};
+    qsort(s->sorted, (size_t)n, sizeof *s->sorted, by_logit_desc);
+    for (int i = 0; i < n; i++) s->order[i] = s->sorted[i].id;
     while (n > 0 && isnan(logits[s->order[n - 1]])) n--;
     return s->p.top_k > 0 && s->p.top_k < n ? s->p.top_k : n;
 }
@@ -167,13 +177,17 @@ gale_status gale_sampler_sample(gale_sampler *s, float *logits, const int32_t *h
     }
     double sum = 0;
     for (int i = 0; i < n; i++) sum += s->probs[i] = expf(logits[s->order[i]] / s->p.temperature - max);
-    /* top-p: the smallest prefix whose mass reaches p; min-p: drop tokens below min_p·p_max */
+    /* top-p: the smallest prefix whose mass reaches p, and every token as probable as its
+     * last (which of equal tokens made the cut would otherwise depend on their ids — bf16
+     * logits tie often — and kernels/sample.cu keeps them all too); min-p: drop tokens
+     * below min_p·p_max */
     double cumulative = 0;
     int keep = n;
     for (int i = 0; i < n; i++) {
         cumulative += s->probs[i] / sum;
         if (cumulative >= s->p.top_p) {
             keep = i + 1;
+            while (keep < n && s->probs[keep] == s->probs[keep - 1]) keep++;
             break;
         }
     }

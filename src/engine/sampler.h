@@ -14,4 +14,7 @@
  * valid until its next call. */
 gale_status sampler_device_row(gale_sampler *s, const int32_t *history, size_t n, sample_row *row);
 
+/* the vocabulary the sampler was made for */
+int sampler_vocab(const gale_sampler *s);
+
 #endif

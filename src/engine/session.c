@@ -140,6 +140,12 @@ gale_status gale_session_forward_sample(gale_session *s, const int32_t *ids, siz
                                         const int32_t *history, size_t n_history, int32_t *next) {
     if (!s || !sampler || !next || (!history && n_history))
         return gale_error(GALE_ERR_INVALID_ARG, "gale_session_forward_sample: NULL argument");
+    /* the penalties index logits by the history's ids, bounded by the sampler's vocabulary */
+    if (sampler_vocab(sampler) != s->vocab)
+        return gale_error(GALE_ERR_INVALID_ARG,
+                          "gale_session_forward_sample: the sampler was made for a vocabulary of %d tokens, the model "
+                          "has %d",
+                          sampler_vocab(sampler), s->vocab);
     if (!s->device_sampling) { /* the host rules, on logits copied back */
         if (!s->host_logits && !(s->host_logits = malloc((size_t)s->vocab * sizeof *s->host_logits)))
             return gale_error(GALE_ERR_OOM, "forward: out of memory");

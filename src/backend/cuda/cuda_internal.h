@@ -53,7 +53,11 @@ typedef struct cuda_state {
 
 static inline cuda_state *cuda_backend_state(backend *b) { return (cuda_state *)b->impl; }
 
+/* The failure is reported here, so it is also cleared as the thread's last error: left
+ * there, the next kernel launch's check would blame itself for it (a sticky error, a dead
+ * context, stays whatever is done). */
 static inline gale_status cuda_fail(cudaError_t err, const char *what) {
+    (void)cudaGetLastError();
     return gale_error(GALE_ERR_DEVICE, "CUDA %s: %s (%s)", what, cudaGetErrorString(err), cudaGetErrorName(err));
 }
 

@@ -38,7 +38,8 @@ static bool aligned16(const void *p) { return ((uintptr_t)p & 15u) == 0; }
 /* The kernels' limits, and a router as the upload makes it (bf16 [E, H] on the device). */
 static bool kernels_take(const void *x, const moe_weights *w, const void *out) {
     const gale_tensor *r = w->router;
-    return moe_shape_supported(w->n_experts, w->top_k, w->hidden, w->intermediate) && aligned16(x) && aligned16(out) &&
+    return moe_shape_supported(w->n_experts, w->top_k, w->hidden, w->intermediate) &&
+           (w->act == GALE_ACT_SILU || w->act == GALE_ACT_GELU_TANH) && aligned16(x) && aligned16(out) &&
            r && r->dtype == GALE_BF16 && r->n_dims == 2 && r->shape[0] == w->n_experts && r->shape[1] == w->hidden;
 }
 
@@ -115,6 +116,7 @@ static gale_status layer_pointers(cuda_state *st, const moe_weights *w, const la
     if (!t->host) status = gale_error(GALE_ERR_OOM, "CUDA MoE: out of memory for a pointer table");
     if (status == GALE_OK) {
         cudaError_t err = cudaMalloc((void **)&t->device, (size_t)3 * w->n_experts * sizeof *t->device);
+        if (err != cudaSuccess) t->device = NULL; /* not freed by table_free: nothing was allocated */
         status = err == cudaSuccess ? fill_table(st, t, w) : cuda_fail(err, "MoE expert pointer table");
     }
     if (status != GALE_OK) {
@@ -135,6 +137,7 @@ gale_status cuda_moe(backend *b, const void *x, int n, const int32_t *seq_of, co
     if (!w || !w->router || !w->gate || !w->up || !w->down || w->n_experts < 1)
         return gale_error(GALE_ERR_INVALID_ARG, "CUDA MoE: missing expert weights");
     if (n == 0) return GALE_OK;
+    GALE_TRY(cuda_take_deferred(st)); /* an earlier void op's failure is reported here, as by matmul */
     if (!kernels_take(x, w, out)) return backend_moe(b, x, n, w, &m->generic, out);
 
     const layer_table *t = NULL;
