@@ -3,9 +3,11 @@
  *   bench_decode MODEL [--dummy-weights] [--device cpu|cuda] [--eager] [--batch 1,8,32]
  *                [--prompt P] [--steps S] [--threads N]
  *
- * For each batch size B: B requests of P random prompt tokens go through gale_engine;
- * once every prompt is prefilled, S steps are timed, each one decode token of all B
- * sequences. A decode step must read every weight once (the embedding table only when
+ * For each batch size B: B requests of P random prompt tokens (a different prompt each,
+ * so a mixture of experts routes them apart as real traffic does) go through
+ * gale_engine; once every request has its first token, WARMUP_STEPS untimed decode steps
+ * record the step's CUDA graph and load its kernels, then S steps are timed, each one
+ * decode token of all B sequences (a step that is not fails the run). A decode step must read every weight once (the embedding table only when
  * it is also the head) and each sequence's cached keys and values (sliding layers: the
  * window), so its roofline time is those bytes over the measured copy bandwidth (the
  * CPU's memcpy on one thread, or the GPU's device-to-device copy). Printed: tokens/s, ms
@@ -86,6 +88,24 @@ static double step_bytes(const gale_model *m, gale_device device, int batch, int
     return weights + kv * batch;
 }
 
+/* Untimed decode steps before the timed ones: the first records the step's graph (or,
+ * eager, loads the kernels of its sizes); the rest replay it as the timed steps do. */
+enum { WARMUP_STEPS = 3 };
+
+/* One step; *n = its outputs, *first = how many of them were a request's first token
+ * (has_first[r] tracks request ids[r]). */
+static gale_status step_counting(gale_engine *e, const uint64_t *ids, bool *has_first, int batch, int *n, int *first) {
+    const gale_output *out;
+    size_t count;
+    const gale_status status = gale_engine_step(e, &out, &count);
+    if (status != GALE_OK) return status;
+    *n = (int)count, *first = 0;
+    for (size_t i = 0; i < count; i++)
+        for (int r = 0; r < batch; r++)
+            if (ids[r] == out[i].request_id && !has_first[r]) has_first[r] = true, ++*first;
+    return GALE_OK;
+}
+
 static int run_batch(const gale_model *m, const options *o, int batch, double bandwidth) {
     const gale_config *c = gale_model_config(m);
     gale_engine_params p = gale_engine_params_default();
@@ -94,7 +114,11 @@ static int run_batch(const gale_model *m, const options *o, int batch, double ba
     p.n_threads = o->threads;
     p.max_num_seqs = batch;
     p.max_num_batched_tokens = 4096;
-    p.n_ctx = o->prompt + o->steps + 8;
+    /* a request prefilled early decodes while the later ones prefill: up to one token per
+     * prefill step more than the warm-up and timed steps need */
+    const int prefill_steps = (int)(((long long)batch * o->prompt + p.max_num_batched_tokens - 1) / p.max_num_batched_tokens);
+    const int new_tokens = 1 + prefill_steps + WARMUP_STEPS + o->steps + 2;
+    p.n_ctx = o->prompt + new_tokens + 1;
     p.kv_blocks = batch * ((p.n_ctx + 15) / 16);
     gale_engine *e;
     if (gale_engine_new(m, NULL, &p, &e) != GALE_OK) {
@@ -102,45 +126,56 @@ static int run_batch(const gale_model *m, const options *o, int batch, double ba
         return 1;
     }
     int32_t *ids = malloc((size_t)o->prompt * sizeof *ids);
+    uint64_t *request_ids = calloc((size_t)batch, sizeof *request_ids);
+    bool *has_first = calloc((size_t)batch, sizeof *has_first);
     uint64_t state = 12345;
-    for (int i = 0; i < o->prompt; i++) {
-        state = state * 6364136223846793005ull + 1442695040888963407ull;
-        ids[i] = (int32_t)((state >> 33) % (uint64_t)c->vocab);
+    if (!ids || !request_ids || !has_first) {
+        fprintf(stderr, "bench_decode: out of memory\n");
+        free(ids), free(request_ids), free(has_first);
+        gale_engine_free(e);
+        return 1;
     }
-    int rc = 0, started = 0;
-    for (int r = 0; r < batch && rc == 0; r++) {
+    gale_status status = GALE_OK;
+    for (int r = 0; r < batch && status == GALE_OK; r++) {
+        for (int i = 0; i < o->prompt; i++) {
+            state = state * 6364136223846793005ull + 1442695040888963407ull;
+            ids[i] = (int32_t)((state >> 33) % (uint64_t)c->vocab);
+        }
         gale_request q = gale_request_default();
         q.ids = ids;
         q.n_ids = (size_t)o->prompt;
-        q.max_new_tokens = o->steps + 2;
+        q.max_new_tokens = new_tokens;
         q.ignore_eos = true;
-        if (gale_engine_submit(e, &q, NULL) != GALE_OK) rc = 1;
+        status = gale_engine_submit(e, &q, &request_ids[r]);
     }
-    /* prefill: until every request has its first token */
-    while (rc == 0 && started < batch) {
-        const gale_output *out;
-        size_t n;
-        if (gale_engine_step(e, &out, &n) != GALE_OK) rc = 1;
-        else started += (int)n;
-    }
+    /* prefill: until every request has its first token; then the warm-up steps */
+    int started = 0, n = 0, first = 0;
+    while (status == GALE_OK && started < batch)
+        if ((status = step_counting(e, request_ids, has_first, batch, &n, &first)) == GALE_OK) started += first;
+    for (int s = 0; status == GALE_OK && s < WARMUP_STEPS; s++)
+        status = step_counting(e, request_ids, has_first, batch, &n, &first);
     double t0 = bench_now();
-    int generated = 0;
-    for (int s = 0; rc == 0 && s < o->steps; s++) {
-        const gale_output *out;
-        size_t n;
-        if (gale_engine_step(e, &out, &n) != GALE_OK) rc = 1;
-        generated += (int)n;
+    int generated = 0, short_step = -1; /* a timed step that was not one decode token of each */
+    for (int s = 0; status == GALE_OK && short_step < 0 && s < o->steps; s++) {
+        status = step_counting(e, request_ids, has_first, batch, &n, &first);
+        if (status == GALE_OK && n != batch) short_step = s;
+        generated += n;
     }
     double seconds = bench_now() - t0;
-    if (rc) {
-        fprintf(stderr, "bench_decode: %s\n", gale_last_error());
+    if (status != GALE_OK) {
+        fprintf(stderr, "bench_decode: batch %d: %s\n", batch, gale_last_error());
+    } else if (short_step >= 0) {
+        fprintf(stderr, "bench_decode: batch %d: timed step %d ran %d tokens, not one per sequence\n", batch, short_step, n);
     } else {
-        double bytes = step_bytes(m, o->device, batch, o->prompt + o->steps / 2), step = seconds / o->steps;
+        /* the cache each sequence reads, at the middle of the timed steps */
+        const int length = o->prompt + 1 + WARMUP_STEPS + o->steps / 2;
+        double bytes = step_bytes(m, o->device, batch, length), step = seconds / o->steps;
         double roofline = bandwidth > 0 ? bytes / bandwidth : 0;
         printf("%6d %10.1f %10.2f %10.3f %11.2f %8.1f%%\n", batch, generated / seconds, step * 1e3, bytes / 1e9,
                roofline * 1e3, roofline > 0 ? 100 * roofline / step : 0.0);
     }
-    free(ids);
+    const int rc = status != GALE_OK || short_step >= 0;
+    free(ids), free(request_ids), free(has_first);
     gale_engine_free(e);
     return rc;
 }
@@ -156,7 +191,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_decode: %s\n", gale_last_error());
         return 1;
     }
-    double bandwidth = o.device == GALE_DEVICE_CUDA ? bench_gpu_copy_bandwidth((size_t)2 << 30)
+    double bandwidth = o.device == GALE_DEVICE_CUDA ? bench_gpu_copy_bandwidth(BENCH_GPU_COPY_BYTES)
                                                     : bench_cpu_copy_bandwidth((size_t)256 << 20);
     printf("%s on %s: prompt %d, %d decode steps timed; copy bandwidth %.1f GB/s (%s)\n", o.model,
            o.device == GALE_DEVICE_CUDA ? "cuda" : "cpu", o.prompt, o.steps, bandwidth / 1e9,

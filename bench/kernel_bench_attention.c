@@ -7,6 +7,9 @@
  * work a query really has: 4·head_dim·heads·Σ_i visible(i) (two flops per multiply-add,
  * Q·Kᵀ and P·V), so keys outside the causal/window region do not count.
  *
+ * The roof column: prefill TFLOP/s over the rate of an 8192³ cuBLAS bf16 GEMM, decode GB/s
+ * over the copy bandwidth, both measured in the same run (bench/bandwidth.h).
+ *
  * Decode: B sequences of context C, one query token each at position C−1, Mistral-7B-like,
  * C = 1k, 8k, 32k and B = 1, 16, 128; each sequence has its own blocks. GB/s counts the
  * keys and values a query must read once: B·C·kv_heads·head_dim·2 bytes·2, against the
@@ -172,12 +175,19 @@ static double visible_keys(const shape *s) {
     return keys;
 }
 
-static void print_row(const bench_options *o, const shape *s, const char *variant, double ms, double copy_bandwidth) {
+/* The run's ceilings (bench/bandwidth.h): B in bytes/s, F in FLOP/s. */
+typedef struct rooflines {
+    double copy_bandwidth, gemm_rate;
+} rooflines;
+
+static void print_row(const bench_options *o, const shape *s, const char *variant, double ms, const rooflines *r) {
     const bool prefill = strcmp(s->kind, "prefill") == 0;
     const double keys = visible_keys(s);
     const double tflops = prefill && ms > 0 ? 4.0 * s->head_dim * s->n_heads * keys / (ms * 1e-3) / 1e12 : NAN;
     const double gbps = !prefill && ms > 0 ? keys * s->n_kv_heads * s->head_dim * 4.0 / (ms * 1e-3) / 1e9 : NAN;
-    const double roof = !prefill && copy_bandwidth > 0 ? 100.0 * gbps * 1e9 / copy_bandwidth : NAN;
+    /* prefill: the unmasked FLOPs over F; decode: the K/V bytes over B */
+    const double roof = prefill ? (r->gemm_rate > 0 ? 100.0 * tflops * 1e12 / r->gemm_rate : NAN)
+                                : (r->copy_bandwidth > 0 ? 100.0 * gbps * 1e9 / r->copy_bandwidth : NAN);
     if (o->json) {
         printf("{\"kind\":\"%s\",\"model\":\"%s\",\"batch\":%d,\"context\":%d,\"tokens\":%d,\"heads\":%d,\"kv_heads\":%d,"
                "\"head_dim\":%d,\"window\":%d,\"softcap\":%g,\"variant\":\"%s\",\"ms\":",
@@ -211,7 +221,7 @@ static void print_row(const bench_options *o, const shape *s, const char *varian
     fflush(stdout);
 }
 
-static void run_shape(const bench_options *o, const shape *s, double copy_bandwidth) {
+static void run_shape(const bench_options *o, const shape *s, const rooflines *r) {
     bench_buffers b;
     if (!make_buffers(s, &b)) return;
     for (int v = 0; v < ATTENTION_VARIANT_COUNT; v++) {
@@ -222,18 +232,18 @@ static void run_shape(const bench_options *o, const shape *s, double copy_bandwi
         const bool slow = v == ATTENTION_NAIVE || v == ATTENTION_SPLIT_KV_256 || v == ATTENTION_SPLIT_KV_1024 ||
                           v == ATTENTION_SPLIT_KV_NONE;
         if (slow && strcmp(s->kind, "prefill") == 0 && s->tokens > SLOW_MAX_PREFILL) {
-            print_row(o, s, name, -1, copy_bandwidth);
+            print_row(o, s, name, -1, r);
             continue;
         }
         attention_launch a = launch_for(s, &b);
         const size_t bytes = kernel_attention_workspace_bytes(&a, (attention_variant)v);
         if (bytes && cudaMalloc(&a.workspace, bytes) != cudaSuccess) {
             fprintf(stderr, "gale bench kernels attention: %s: no memory for %zu bytes of workspace\n", name, bytes);
-            print_row(o, s, name, -1, copy_bandwidth);
+            print_row(o, s, name, -1, r);
             continue;
         }
         a.workspace_bytes = bytes;
-        print_row(o, s, name, time_variant(&a, (attention_variant)v), copy_bandwidth);
+        print_row(o, s, name, time_variant(&a, (attention_variant)v), r);
         cudaFree(a.workspace);
     }
     free_buffers(&b);
@@ -266,26 +276,28 @@ int kernel_bench_attention(int argc, char **argv) {
         fprintf(stderr, "gale bench kernels attention: no CUDA device (no usable GPU or driver found)\n");
         return 1;
     }
-    const double copy_bandwidth = bench_gpu_copy_bandwidth((size_t)1 << 30);
+    const rooflines r = {.copy_bandwidth = bench_gpu_copy_bandwidth(BENCH_GPU_COPY_BYTES),
+                         .gemm_rate = bench_gpu_gemm_rate()};
     if (!o.json) {
-        printf("copy bandwidth %.0f GB/s (read + write); prefill: TFLOP/s of unmasked work; decode: GB/s of K/V read\n",
-               copy_bandwidth / 1e9);
+        printf("copy bandwidth %.0f GB/s (read + write), cuBLAS bf16 GEMM %.0f TFLOP/s (8192^3); prefill: TFLOP/s of\n"
+               "unmasked work, roof against the GEMM rate; decode: GB/s of K/V read, roof against the copy\n",
+               r.copy_bandwidth / 1e9, r.gemm_rate / 1e12);
         printf("%-8s %-28s %-14s %9s %8s %8s %6s\n", "kind", "shape", "variant", "ms", "TFLOP/s", "GB/s", "roof");
     }
     const int prefill_tokens[] = {1024, 4096, 16384};
     for (int i = 0; i < 3; i++) {
         shape s = prefill_shape("mistral7b", prefill_tokens[i]);
-        run_shape(&o, &s, copy_bandwidth);
+        run_shape(&o, &s, &r);
     }
     for (int i = 1; i < 3; i++) {
         shape s = prefill_shape("gemma2-9b", prefill_tokens[i]);
-        run_shape(&o, &s, copy_bandwidth);
+        run_shape(&o, &s, &r);
     }
     const int contexts[] = {1024, 8192, 32768}, batches[] = {1, 16, 128};
     for (int c = 0; c < 3; c++)
         for (int b = 0; b < 3; b++) {
             shape s = decode_shape(batches[b], contexts[c]);
-            run_shape(&o, &s, copy_bandwidth);
+            run_shape(&o, &s, &r);
         }
     return 0;
 #else

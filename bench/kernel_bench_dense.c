@@ -9,7 +9,10 @@
  * once + written once) and is set against the device-to-device copy bandwidth measured in
  * the same run (bench/bandwidth.c). The GEMM rows compare cuBLAS (what the backend uses)
  * with the hand-written GEMV (kernels/gemv.cu, GALE_GEMV=1) at 1–8 rows, over the weight's
- * bytes: the decode step's roofline. */
+ * bytes: the decode step's roofline; each launch reads one of several copies of the weight,
+ * so that none is served from L2. The other kernels' small shapes (1 and 32 rows) fit in
+ * L2 and measure latency more than bandwidth; their 2048-row shapes are the bandwidth
+ * figures. */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -127,15 +130,23 @@ static gale_status run_embed(const bench_ctx *ctx, void *a) {
     return kernel_embed_bf16(p->table, p->vocab, p->dim, p->ids, p->n, 1.0f, p->out, ctx->stream);
 }
 
+/* Copies of the weight the GEMM rotates through, one per launch: together they hold three
+ * times the L2 cache, so each launch reads its weight from memory, as a decode step does
+ * (a 4096 x 4096 weight, 33.5 MB, would otherwise stay in an H100's 50 MB L2). */
+enum { MAX_WEIGHT_COPIES = 16 };
 typedef struct gemm_arg {
-    void *x, *w, *y;
+    void *x, *y;
+    void *w[MAX_WEIGHT_COPIES];
+    int copies, next;
     int n, out, in;
 } gemm_arg;
+
+static const void *next_weight(gemm_arg *p) { return p->w[p->next++ % p->copies]; }
 
 static gale_status run_cublas(const bench_ctx *ctx, void *a) {
     gemm_arg *p = a;
     const float one = 1.0f, zero = 0.0f;
-    cublasStatus_t st = cublasGemmEx(ctx->cublas, CUBLAS_OP_T, CUBLAS_OP_N, p->out, p->n, p->in, &one, p->w, CUDA_R_16BF,
+    cublasStatus_t st = cublasGemmEx(ctx->cublas, CUBLAS_OP_T, CUBLAS_OP_N, p->out, p->n, p->in, &one, next_weight(p), CUDA_R_16BF,
                                      p->in, p->x, CUDA_R_16BF, p->in, &zero, p->y, CUDA_R_16BF, p->out, CUBLAS_COMPUTE_32F,
                                      CUBLAS_GEMM_DEFAULT);
     return st == CUBLAS_STATUS_SUCCESS ? GALE_OK : gale_error(GALE_ERR_DEVICE, "cuBLAS: %s", cublasGetStatusString(st));
@@ -143,7 +154,7 @@ static gale_status run_cublas(const bench_ctx *ctx, void *a) {
 
 static gale_status run_gemv(const bench_ctx *ctx, void *a) {
     gemm_arg *p = a;
-    return kernel_gemv_bf16(p->x, p->n, p->w, p->out, p->in, p->y, ctx->stream);
+    return kernel_gemv_bf16(p->x, p->n, next_weight(p), p->out, p->in, p->y, ctx->stream);
 }
 
 enum { H = 4096, HEADS = 32, KV_HEADS = 8, HEAD_DIM = 128, I = 14336, VOCAB = 32000 };
@@ -227,12 +238,22 @@ static void bench_embed(const bench_ctx *ctx) {
     cudaFree(a.table);
 }
 
+/* how many copies of `bytes` hold three times the L2 cache (at least 1, at most MAX_WEIGHT_COPIES) */
+static int copies_past_l2(size_t bytes) {
+    int device = 0, l2 = 0;
+    cudaGetDevice(&device);
+    cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, device);
+    const size_t copies = (3 * (size_t)l2 + bytes - 1) / bytes;
+    return copies < 1 ? 1 : copies > MAX_WEIGHT_COPIES ? MAX_WEIGHT_COPIES : (int)copies;
+}
+
 static void bench_gemm(const bench_ctx *ctx) {
     const int shapes[][2] = {{H, H}, {I, H}, {H, I}, {VOCAB, H}}; /* {out, in}: wq/wo, gate/up, down, lm_head */
     const int rows[] = {1, 2, 4, 8};
     for (int s = 0; s < 4; s++) {
         gemm_arg a = {.out = shapes[s][0], .in = shapes[s][1]};
-        a.w = random_device_bf16((size_t)a.out * a.in);
+        a.copies = copies_past_l2((size_t)a.out * a.in * 2);
+        for (int c = 0; c < a.copies; c++) a.w[c] = random_device_bf16((size_t)a.out * a.in);
         a.x = random_device_bf16((size_t)8 * a.in);
         a.y = random_device_bf16((size_t)8 * a.out);
         for (int r = 0; r < 4; r++) {
@@ -243,7 +264,8 @@ static void bench_gemm(const bench_ctx *ctx) {
             report(ctx, "gemm cuBLAS", shape, time_ms(ctx, run_cublas, &a, 20), bytes);
             report(ctx, "gemm gemv (GALE_GEMV)", shape, time_ms(ctx, run_gemv, &a, 20), bytes);
         }
-        cudaFree(a.w), cudaFree(a.x), cudaFree(a.y);
+        for (int c = 0; c < a.copies; c++) cudaFree(a.w[c]);
+        cudaFree(a.x), cudaFree(a.y);
     }
 }
 
@@ -290,7 +312,7 @@ int kernel_bench_dense(int argc, char **argv) {
         return 1;
     }
     bench_ctx ctx = {.json = json};
-    ctx.copy_gbs = bench_gpu_copy_bandwidth((size_t)1 << 30) / 1e9;
+    ctx.copy_gbs = bench_gpu_copy_bandwidth(BENCH_GPU_COPY_BYTES) / 1e9;
     cudaStreamCreate(&ctx.stream);
     if (cublasCreate(&ctx.cublas) != CUBLAS_STATUS_SUCCESS) {
         fprintf(stderr, "gale bench kernels dense: cuBLAS did not start\n");

@@ -4,10 +4,10 @@
  * kernel_moe_bf16 on the chosen expert path, as cuda_moe runs it — timed with CUDA
  * events (3 warm-ups, median of 10) against two rooflines measured in the same run:
  * - bandwidth: the bytes of the experts the routing actually selected (distinct experts ×
- *   3·H·I·2) over the device-to-device copy bandwidth (bench_gpu_copy_bandwidth, read +
- *   written bytes per second) — the bound at small batch;
- * - compute: the layer's FLOPs (2·3·H·I per token and chosen expert) over the rate of a
- *   cuBLAS bf16 GEMM of the same kind (2048 × 14336 × 4096) — the bound at large batch.
+ *   3·H·I·2) over the device-to-device copy bandwidth (a 2 GiB copy, read + written
+ *   bytes per second) — the bound at small batch;
+ * - compute: the layer's FLOPs (2·3·H·I per token and chosen expert) over the rate of an
+ *   8192³ cuBLAS bf16 GEMM (PERF.md's F) — the bound at large batch.
  * "%roof" is the larger of the two bound times over the measured time. For comparison, a
  * dense gated MLP with the same active FLOPs (intermediate 2·14336, cuBLAS GEMMs and the
  * gated activation kernel) at the same batch. The router is random, so the routing is
@@ -99,7 +99,6 @@ static int setup(bench *b) {
     if (!rc) rc = alloc_random(&b->dense_down, (size_t)K * mat, down_scale, seed++);
     if (!rc) rc = alloc_random(&b->router, (size_t)E * H, router_scale, seed++);
     if (!rc) rc = alloc_random(&b->x, (size_t)MAX_BATCH * H, 1.0f, seed++);
-    /* also the input of the GEMM-rate measurement, which reads 2048 rows of H */
     if (!rc) rc = alloc_random(&b->dense_g, (size_t)MAX_BATCH * K * I, 1.0f, seed++);
     if (rc) return rc;
     /* the fills ran on the legacy stream, the bench's own stream does not wait for it */
@@ -163,10 +162,6 @@ static int dense_mlp(bench *b, int n) {
 typedef int (*bench_fn)(bench *b, int n, int arg);
 static int run_moe(bench *b, int n, int path) { return moe_layer(b, n, (moe_path)path); }
 static int run_dense(bench *b, int n, int unused) { return (void)unused, dense_mlp(b, n); }
-static int run_gemm_rate(bench *b, int n, int unused) {
-    (void)unused;
-    return gemm(b, b->dense_g, n, b->expert_w[0], I, H, b->dense_u); /* [n, H]·[I, H]ᵀ, n = 2048 */
-}
 
 typedef struct bench_job {
     bench *b;
@@ -223,9 +218,8 @@ static int run(int only, bool json) {
     int rc = setup(&b);
     double bw = 0, rate = 0;
     if (!rc) {
-        bw = bench_gpu_copy_bandwidth((size_t)256 << 20);
-        double t = time_median(&b, run_gemm_rate, 2048, 0); /* dense_g holds ≥ 2048 rows of H */
-        rate = t > 0 ? 2.0 * 2048 * (double)I * H / t : 0;
+        bw = bench_gpu_copy_bandwidth(BENCH_GPU_COPY_BYTES);
+        rate = bench_gpu_gemm_rate();
         if (!(bw > 0) || !(rate > 0)) {
             fprintf(stderr, "gale bench kernels moe: roofline measurement failed\n");
             rc = 1;
@@ -235,9 +229,9 @@ static int run(int only, bool json) {
     if (!rc && cudaGetDeviceProperties(&prop, 0) != cudaSuccess) strcpy(prop.name, "unknown GPU");
     if (!rc && !json)
         printf("MoE layer, Mixtral-8x7B shapes (H %d, I %d, %d experts, top-%d), bf16, on %s\n"
-               "copy bandwidth %.0f GB/s (read + written), cuBLAS bf16 GEMM %.0f TFLOP/s (2048 x %d x %d)\n\n"
+               "copy bandwidth %.0f GB/s (read + written), cuBLAS bf16 GEMM %.0f TFLOP/s (8192^3)\n\n"
                "%6s %-9s %7s %10s %8s %6s %8s %6s %6s %10s\n",
-               H, I, E, K, prop.name, bw * 1e-9, rate * 1e-12, I, H, "batch", "variant", "experts", "time us", "GB/s",
+               H, I, E, K, prop.name, bw * 1e-9, rate * 1e-12, "batch", "variant", "experts", "time us", "GB/s",
                "%bw", "TFLOP/s", "%gemm", "%roof", "dense us");
     if (!rc && json)
         printf("{\"gpu\": \"%s\", \"copy_gbps\": %.1f, \"gemm_tflops\": %.1f, \"rows\": [", prop.name, bw * 1e-9,

@@ -11,8 +11,9 @@ gale: 4 * head_dim * heads * sum_i visible(i). SDPA has no softcap: the Gemma ro
 without it (gale's include its cap 50), and the 16k Gemma row passes the sliding window as
 a boolean mask, which keeps SDPA off its flash backend, so read it as a reference point
 only; SDPA is limited to its fused backends (flash, memory-efficient, cuDNN), and a shape
-none of them takes prints "-". GQA: enable_gqa=True where torch has it, else K/V repeated per query head (the copy
-is made before timing). Timing: CUDA events, one warm-up, median of up to 15 repeats.
+none of them takes prints "-". GQA: enable_gqa=True where torch has it and no mask is
+passed, else K/V repeated per query head (the copy is made before timing; the
+memory-efficient backend, which takes the mask, refuses enable_gqa). Timing: CUDA events, one warm-up, median of up to 15 repeats.
 Under 30 s on an H100.
 """
 import argparse
@@ -74,18 +75,25 @@ def run(model: str, tokens: int, as_json: bool) -> None:
     k = torch.randn(1, kv_heads, tokens, head_dim, device="cuda", dtype=torch.bfloat16)
     v = torch.randn(1, kv_heads, tokens, head_dim, device="cuda", dtype=torch.bfloat16)
     kwargs = {"scale": scale}
-    try:
-        F.scaled_dot_product_attention(q[:, :, :16], k[:, :, :16], v[:, :, :16], is_causal=True, enable_gqa=True)
-        kwargs["enable_gqa"] = True
-    except TypeError:  # torch < 2.5
-        k = k.repeat_interleave(heads // kv_heads, dim=1)
-        v = v.repeat_interleave(heads // kv_heads, dim=1)
-    if window > 0 and tokens > window:
+    masked = window > 0 and tokens > window
+    if masked:
         i = torch.arange(tokens, device="cuda")
         diff = i[:, None] - i[None, :]
         kwargs["attn_mask"] = (diff >= 0) & (diff < window)
     else:
         kwargs["is_causal"] = True
+    gqa = False
+    if not masked:  # the memory-efficient backend, the one that takes a mask, refuses enable_gqa
+        try:
+            F.scaled_dot_product_attention(q[:, :, :16], k[:, :, :16], v[:, :, :16], is_causal=True, enable_gqa=True)
+            gqa = True
+        except TypeError:  # torch < 2.5
+            pass
+    if gqa:
+        kwargs["enable_gqa"] = True
+    else:
+        k = k.repeat_interleave(heads // kv_heads, dim=1)
+        v = v.repeat_interleave(heads // kv_heads, dim=1)
     try:
         with fused_backends():
             ms = time_ms(lambda: F.scaled_dot_product_attention(q, k, v, **kwargs))
