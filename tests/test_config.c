@@ -71,6 +71,8 @@ static void check_against_expected(const char *dir) {
     cr_assert_eq(c.n_experts, json_int(e, "n_experts"));
     cr_assert_eq(c.n_experts_per_tok, json_int(e, "n_experts_per_tok"));
     cr_assert_eq(c.tied_embeddings, cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "tied")));
+    const cJSON *bos = cJSON_GetObjectItemCaseSensitive(e, "bos_token_id");
+    cr_assert_eq(c.bos_id, cJSON_IsNumber(bos) ? bos->valueint : -1, "bos id");
     cr_assert_float_eq(c.rms_norm_eps, json_number_or_zero(e, "rms_norm_eps"), 1e-12);
     cr_assert_float_eq(c.attn_softcap, json_number_or_zero(e, "attn_logit_softcapping"), 1e-6);
     cr_assert_float_eq(c.final_softcap, json_number_or_zero(e, "final_logit_softcapping"), 1e-6);
@@ -90,6 +92,8 @@ static const char *matches_transformers_cases[] = {
         "tiny/llama", "tiny/mistral", "tiny/mixtral", "tiny/gemma", "tiny/gemma2", "tiny/gemma3_text",
         "tiny/llama_sharded", "configs/llama_legacy", "configs/mistral_legacy", "configs/mixtral_legacy",
         "configs/gemma_legacy", "configs/gemma2_legacy", "configs/gemma3_text_legacy", "configs/gemma3_multimodal",
+        "configs/hub_llama_no_special_ids", "configs/hub_mistral_window_null", "configs/hub_mistral_layer_types", "configs/hub_mixtral_layer_types",
+        "configs/hub_gemma2_softcap_null", "configs/hub_gemma3_multimodal_terse",
 };
 
 ParameterizedTestParameters(config, matches_transformers) {
@@ -101,7 +105,7 @@ ParameterizedTest(size_t *index, config, matches_transformers) { check_against_e
 Test(config, gemma3_full_every_sixth_layer_without_layer_types) {
     static const char json[] =
         "{\"model_type\": \"gemma3_text\", \"hidden_size\": 32, \"num_hidden_layers\": 12, \"num_attention_heads\": 2,"
-        " \"intermediate_size\": 64, \"vocab_size\": 10, \"sliding_window\": 512}";
+        " \"num_key_value_heads\": 1, \"intermediate_size\": 64, \"vocab_size\": 10, \"sliding_window\": 512}";
     gale_config c;
     cr_assert_eq(config_parse_hf(json, strlen(json), "config.json", &c), GALE_OK, "%s", gale_last_error());
     for (int i = 0; i < 12; i++) {
@@ -109,6 +113,22 @@ Test(config, gemma3_full_every_sixth_layer_without_layer_types) {
         cr_assert_eq(c.layers[i].window, full ? 0 : 512, "layer %d", i);
         cr_assert_float_eq(c.layers[i].rope_theta, full ? 1e6f : 10000.0f, 1e-3, "layer %d", i);
     }
+    config_free(&c);
+}
+
+/* Keys Llama's class never reads: a llama config that carries softcaps, a window or
+ * layer_types runs as transformers runs it, uncapped and with no window. */
+Test(config, gemma_only_keys_are_ignored_elsewhere) {
+    static const char json[] =
+        "{\"model_type\": \"llama\", \"hidden_size\": 8, \"num_hidden_layers\": 2, \"num_attention_heads\": 2,"
+        " \"intermediate_size\": 8, \"vocab_size\": 10, \"attn_logit_softcapping\": 50.0,"
+        " \"final_logit_softcapping\": 30.0, \"sliding_window\": 4,"
+        " \"layer_types\": [\"sliding_attention\", \"full_attention\"]}";
+    gale_config c;
+    cr_assert_eq(config_parse_hf(json, strlen(json), "config.json", &c), GALE_OK, "%s", gale_last_error());
+    cr_assert_eq(c.attn_softcap, 0.0f);
+    cr_assert_eq(c.final_softcap, 0.0f);
+    for (int i = 0; i < 2; i++) cr_assert_eq(c.layers[i].window, 0, "layer %d", i);
     config_free(&c);
 }
 
@@ -173,8 +193,19 @@ static bad_config bad_input_cases[] = {
         {"{\"model_type\": \"gemma3_text\", " BASE ", \"vocab_size\": 10, \"layer_types\": [\"chunked\"]}",
          GALE_ERR_UNSUPPORTED, "layer_types"},
         {"{\"model_type\": \"gemma3\"}", GALE_ERR_MISSING, "text_config"},
-        {"{\"model_type\": \"mixtral\", " BASE ", \"vocab_size\": 10, \"num_local_experts\": 2, "
-         "\"num_experts_per_tok\": 3}", GALE_ERR_FORMAT, "experts"},
+        {"{\"model_type\": \"mixtral\", " BASE ", \"num_key_value_heads\": 1, \"vocab_size\": 10, "
+         "\"num_local_experts\": 2, \"num_experts_per_tok\": 3}", GALE_ERR_FORMAT, "experts"},
+        /* settings transformers follows and gale does not implement are refused by name */
+        {"{\"model_type\": \"llama\", " BASE ", \"vocab_size\": 10, \"attention_bias\": true}", GALE_ERR_UNSUPPORTED,
+         "attention_bias"},
+        {"{\"model_type\": \"llama\", " BASE ", \"vocab_size\": 10, \"mlp_bias\": true}", GALE_ERR_UNSUPPORTED,
+         "mlp_bias"},
+        {"{\"model_type\": \"gemma3_text\", " BASE ", \"num_key_value_heads\": 1, \"vocab_size\": 10, "
+         "\"use_bidirectional_attention\": true}", GALE_ERR_UNSUPPORTED, "use_bidirectional_attention"},
+        {"{\"model_type\": \"llama\", " BASE ", \"vocab_size\": 10, \"partial_rotary_factor\": 0.5}",
+         GALE_ERR_UNSUPPORTED, "partial_rotary_factor"},
+        {"{\"model_type\": \"gemma2\", " BASE ", \"num_key_value_heads\": 1, \"vocab_size\": 10, "
+         "\"hidden_activation\": \"gelu\"}", GALE_ERR_UNSUPPORTED, "hidden_activation"},
         {"{\"model_type\": \"llama\", " BASE ", \"vocab_size\": 10, \"head_dim\": 3}", GALE_ERR_FORMAT, "head_dim"},
         {"{\"model_type\": \"llama\", \"hidden_size\": 8, \"num_hidden_layers\": 0, \"num_attention_heads\": 2, "
          "\"intermediate_size\": 8, \"vocab_size\": 10}", GALE_ERR_FORMAT, "num_hidden_layers"},

@@ -258,6 +258,45 @@ static void write_and_load(const byte_buf *file, gale_status want, const char *n
     free(dir);
 }
 
+/* config_from_gguf of llama_metadata plus one more key, into *c; its status. */
+static gale_status config_with(const char *key, float value, gale_config *c) {
+    gguf_builder g = {0};
+    llama_metadata(&g, "llama");
+    if (strstr(key, "dimension_count")) gb_kv_u32(&g, key, (uint32_t)value);
+    else gb_kv_f32(&g, key, value);
+    byte_buf file = {0};
+    gb_finish(&g, &file);
+    gguf_file parsed;
+    cr_assert_eq(gguf_parse(file.data, file.len, "model.gguf", &parsed), GALE_OK, "%s", gale_last_error());
+    const gale_status status = config_from_gguf(&parsed, c);
+    gguf_close(&parsed);
+    gb_free(&g);
+    bb_free(&file);
+    return status;
+}
+
+/* Files from before rope.scaling.type hold only a factor (rope.scaling.factor, or the
+ * older rope.scale_linear): llama.cpp scales them linearly, and so does gale. */
+Test(gguf, a_rope_factor_without_a_type_is_linear) {
+    const char *const keys[] = {"llama.rope.scaling.factor", "llama.rope.scale_linear"};
+    for (int k = 0; k < 2; k++) {
+        gale_config c;
+        cr_assert_eq(config_with(keys[k], 4.0f, &c), GALE_OK, "%s: %s", keys[k], gale_last_error());
+        cr_assert_eq(c.layers[0].rope_scaling.type, GALE_ROPE_SCALING_LINEAR, "%s", keys[k]);
+        cr_assert_float_eq(c.layers[0].rope_scaling.factor, 4.0f, 1e-6, "%s", keys[k]);
+        config_free(&c);
+    }
+}
+
+/* Partial rotary embedding (a rotated part smaller than the head) is refused by name. */
+Test(gguf, partial_rotation_is_refused) {
+    gale_config c;
+    assert_error(config_with("llama.rope.dimension_count", 8, &c), GALE_ERR_UNSUPPORTED, "rope.dimension_count 8");
+    /* the whole head (32 / 2 heads) is fine */
+    cr_assert_eq(config_with("llama.rope.dimension_count", 16, &c), GALE_OK, "%s", gale_last_error());
+    config_free(&c);
+}
+
 Test(gguf, unsupported_architecture) {
     gguf_builder g = {0};
     llama_metadata(&g, "phi3");

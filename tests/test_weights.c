@@ -103,6 +103,9 @@ static bad_checkpoint bad_checkpoints_cases[] = {
                          "\"vocab_size\": 12}"},
          GALE_ERR_MISSING, "model.layers.1.input_layernorm.weight"},
         {{.config_json = "{\"model_type\": \"mamba\"}"}, GALE_ERR_UNSUPPORTED, "mamba"},
+        /* a projection's bias changes every output: refused, not left out */
+        {{.extra_tensor = "model.layers.0.self_attn.q_proj.bias"}, GALE_ERR_UNSUPPORTED,
+         "'model.layers.0.self_attn.q_proj.bias' is a bias"},
         {{.config_json = "{\"model_type\": \"llama\",}"}, GALE_ERR_FORMAT, "config.json: not valid JSON"},
 };
 

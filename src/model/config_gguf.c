@@ -66,11 +66,25 @@ static gale_status get_arch_float(const gguf_scope *s, const char *name, float f
     return GALE_OK;
 }
 
+/* rope.scaling.type with its factor; files written before the type key existed (late 2023)
+ * hold only a factor, rope.scaling.factor or the older rope.scale_linear, which llama.cpp
+ * reads as linear scaling */
 static gale_status read_rope_scaling(const gguf_scope *s, gale_rope_scaling *out) {
     memset(out, 0, sizeof *out);
     char key[128];
     arch_key(s, "rope.scaling.type", key, sizeof key);
-    if (!gguf_find(s->file, key)) return GALE_OK;
+    if (!gguf_find(s->file, key)) {
+        float factor;
+        GALE_TRY(get_arch_float(s, "rope.scaling.factor", 0.0f, &factor));
+        if (factor == 0.0f) GALE_TRY(get_arch_float(s, "rope.scale_linear", 0.0f, &factor));
+        if (factor == 0.0f || factor == 1.0f) return GALE_OK;
+        if (!(factor > 0.0f))
+            return gale_error(GALE_ERR_FORMAT, "%s: rope scaling factor %g must be positive", s->file->name,
+                              (double)factor);
+        out->type = GALE_ROPE_SCALING_LINEAR;
+        out->factor = factor;
+        return GALE_OK;
+    }
     gguf_string type;
     GALE_TRY(gguf_get_string(s->file, key, &type));
     if (gguf_string_equals(type, "none")) return GALE_OK;
@@ -122,6 +136,11 @@ static gale_status read_common(const gguf_scope *s, gale_config *c) {
     GALE_TRY(get_arch_int(s, "attention.head_count_kv", false, c->n_heads, &c->n_kv_heads));
     GALE_TRY(get_arch_int(s, "attention.key_length", false, c->n_heads ? c->hidden / c->n_heads : 0,
                           &c->head_dim));
+    int rotated;
+    GALE_TRY(get_arch_int(s, "rope.dimension_count", false, c->head_dim, &rotated));
+    if (rotated != c->head_dim)
+        return gale_error(GALE_ERR_UNSUPPORTED, "%s: %s.rope.dimension_count %d: gale rotates the whole head (%d)",
+                          s->file->name, s->arch, rotated, c->head_dim);
     GALE_TRY(get_arch_int(s, "context_length", false, 2048, &c->max_position_embeddings));
     GALE_TRY(get_arch_float(s, "attention.layer_norm_rms_epsilon", 1e-5f, &c->rms_norm_eps));
     GALE_TRY(read_vocab_size(s, c));

@@ -18,19 +18,22 @@ typedef struct family_defaults {
     float rms_norm_eps;
     float rope_theta;
     int max_position_embeddings;
+    int n_heads;         /* num_attention_heads when absent (gemma-3-4b's text_config leaves it out) */
+    int n_kv_heads;      /* num_key_value_heads when absent; 0: n_heads */
     int head_dim;        /* 0: hidden / n_heads */
     int sliding_window;  /* used when the key is absent; 0 none */
     bool tied;
     float attn_softcap, final_softcap;
+    int bos_id, eos_id; /* bos_token_id, eos_token_id when absent */
 } family_defaults;
 
 static const family_defaults families[] = {
-    {"llama", GALE_ARCH_LLAMA, 1e-6f, 10000.0f, 2048, 0, 0, false, 0, 0},
-    {"mistral", GALE_ARCH_MISTRAL, 1e-6f, 10000.0f, 4096 * 32, 0, 4096, false, 0, 0},
-    {"mixtral", GALE_ARCH_MIXTRAL, 1e-5f, 1e6f, 4096 * 32, 0, 0, false, 0, 0},
-    {"gemma", GALE_ARCH_GEMMA, 1e-6f, 10000.0f, 8192, 256, 0, true, 0, 0},
-    {"gemma2", GALE_ARCH_GEMMA2, 1e-6f, 10000.0f, 8192, 256, 4096, true, 50.0f, 30.0f},
-    {"gemma3_text", GALE_ARCH_GEMMA3, 1e-6f, 1e6f, 131072, 256, 4096, true, 0, 0},
+    {"llama", GALE_ARCH_LLAMA, 1e-6f, 10000.0f, 2048, 32, 0, 0, 0, false, 0, 0, 1, 2},
+    {"mistral", GALE_ARCH_MISTRAL, 1e-6f, 10000.0f, 4096 * 32, 32, 8, 0, 4096, false, 0, 0, 1, 2},
+    {"mixtral", GALE_ARCH_MIXTRAL, 1e-5f, 1e6f, 4096 * 32, 32, 8, 0, 0, false, 0, 0, 1, 2},
+    {"gemma", GALE_ARCH_GEMMA, 1e-6f, 10000.0f, 8192, 16, 16, 256, 0, true, 0, 0, 2, 1},
+    {"gemma2", GALE_ARCH_GEMMA2, 1e-6f, 10000.0f, 8192, 8, 4, 256, 4096, true, 50.0f, 30.0f, 2, 1},
+    {"gemma3_text", GALE_ARCH_GEMMA3, 1e-6f, 1e6f, 131072, 8, 4, 256, 4096, true, 0, 0, 2, 1},
 };
 
 /* Where a value is read from, for messages: "config.json: text_config.hidden_size". */
@@ -74,6 +77,28 @@ static gale_status get_float(const json_scope *s, const char *key, bool required
         return gale_error(GALE_ERR_FORMAT, "%s: \"%s%s\" must be a number", s->source, s->prefix, key);
     *out = (float)item->valuedouble;
     return GALE_OK;
+}
+
+/* A key whose explicit null switches its feature off (sliding_window, the softcaps:
+ * transformers reads None as "none"), while an absent key takes the class default. */
+static bool is_explicit_null(const json_scope *s, const char *key) {
+    return cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(s->obj, key));
+}
+
+static gale_status get_int_null_off(const json_scope *s, const char *key, int fallback, int *out) {
+    if (is_explicit_null(s, key)) {
+        *out = 0;
+        return GALE_OK;
+    }
+    return get_int(s, key, false, fallback, out);
+}
+
+static gale_status get_float_null_off(const json_scope *s, const char *key, float fallback, float *out) {
+    if (is_explicit_null(s, key)) {
+        *out = 0.0f;
+        return GALE_OK;
+    }
+    return get_float(s, key, false, fallback, out);
 }
 
 static gale_status get_bool(const json_scope *s, const char *key, bool fallback, bool *out) {
@@ -185,9 +210,13 @@ static gale_status parse_rope(const json_scope *s, const family_defaults *fam, r
 static gale_status parse_layer_windows(const json_scope *s, const family_defaults *fam, gale_config *c,
                                        bool *sliding) {
     int window;
-    GALE_TRY(get_int(s, "sliding_window", false, fam->sliding_window, &window));
+    GALE_TRY(get_int_null_off(s, "sliding_window", fam->sliding_window, &window));
     if (window < 0) return gale_error(GALE_ERR_FORMAT, "%s: \"%ssliding_window\" is negative", s->source, s->prefix);
-    const cJSON *types = scope_get(s, "layer_types");
+    /* layer_types: Gemma 2/3's, and a mistral config's (transformers then runs it as
+     * Ministral, windows alternating); Mixtral's attention ignores it (every layer has the
+     * window) and Llama has no window */
+    const bool per_layer = fam->arch == GALE_ARCH_GEMMA2 || fam->arch == GALE_ARCH_GEMMA3 || fam->arch == GALE_ARCH_MISTRAL;
+    const cJSON *types = per_layer ? scope_get(s, "layer_types") : NULL;
     if (types) {
         if (!cJSON_IsArray(types) || cJSON_GetArraySize(types) != c->n_layers)
             return gale_error(GALE_ERR_FORMAT, "%s: \"%slayer_types\" must list one type per layer (%d)",
@@ -227,9 +256,16 @@ static gale_status parse_family_switches(const json_scope *s, const family_defau
     c->embed_scale_sqrt_hidden = gemma;
     c->sandwich_norms = fam->arch == GALE_ARCH_GEMMA2 || fam->arch == GALE_ARCH_GEMMA3;
     c->qk_norm = fam->arch == GALE_ARCH_GEMMA3;
-    /* Gemma uses tanh-GELU whatever a legacy hidden_act says (REFERENCE.md §1) */
+    /* Gemma uses tanh-GELU whatever a legacy hidden_act says (REFERENCE.md §1); a
+     * hidden_activation, which transformers does follow, must be a tanh GELU */
     c->activation = gemma ? GALE_ACT_GELU_TANH : GALE_ACT_SILU;
-    if (!gemma) {
+    if (gemma) {
+        const cJSON *act = scope_get(s, "hidden_activation");
+        if (act && (!cJSON_IsString(act) || (strcmp(act->valuestring, "gelu_pytorch_tanh") != 0 &&
+                                             strcmp(act->valuestring, "gelu_new") != 0)))
+            return gale_error(GALE_ERR_UNSUPPORTED, "%s: \"%shidden_activation\" must be \"gelu_pytorch_tanh\" for %s",
+                              s->source, s->prefix, fam->model_type);
+    } else {
         const cJSON *act = scope_get(s, "hidden_act");
         if (act && (!cJSON_IsString(act) || strcmp(act->valuestring, "silu") != 0))
             return gale_error(GALE_ERR_UNSUPPORTED, "%s: \"%shidden_act\" must be \"silu\" for %s", s->source,
@@ -241,8 +277,27 @@ static gale_status parse_family_switches(const json_scope *s, const family_defau
     if (!(scale_base > 0.0f))
         return gale_error(GALE_ERR_FORMAT, "%s: \"%squery_pre_attn_scalar\" must be positive", s->source, s->prefix);
     c->attn_scale = 1.0f / sqrtf(scale_base);
-    GALE_TRY(get_float(s, "attn_logit_softcapping", false, fam->attn_softcap, &c->attn_softcap));
-    GALE_TRY(get_float(s, "final_logit_softcapping", false, fam->final_softcap, &c->final_softcap));
+    /* only Gemma 2/3 softcap (the other classes never read the keys); null: no cap */
+    if (fam->arch == GALE_ARCH_GEMMA2 || fam->arch == GALE_ARCH_GEMMA3) {
+        GALE_TRY(get_float_null_off(s, "attn_logit_softcapping", fam->attn_softcap, &c->attn_softcap));
+        GALE_TRY(get_float_null_off(s, "final_logit_softcapping", fam->final_softcap, &c->final_softcap));
+    }
+    if (c->attn_softcap < 0 || c->final_softcap < 0)
+        return gale_error(GALE_ERR_FORMAT, "%s: a softcapping value is negative", s->source);
+    /* settings that change the output and that gale does not implement: refused, not ignored */
+    static const char *const unsupported_flags[] = {"attention_bias", "mlp_bias", "use_bidirectional_attention"};
+    for (size_t i = 0; i < sizeof unsupported_flags / sizeof unsupported_flags[0]; i++) {
+        bool on;
+        GALE_TRY(get_bool(s, unsupported_flags[i], false, &on));
+        if (on)
+            return gale_error(GALE_ERR_UNSUPPORTED, "%s: \"%s%s\" is true, which gale does not support", s->source,
+                              s->prefix, unsupported_flags[i]);
+    }
+    float rotary_fraction;
+    GALE_TRY(get_float(s, "partial_rotary_factor", false, 1.0f, &rotary_fraction));
+    if (rotary_fraction != 1.0f)
+        return gale_error(GALE_ERR_UNSUPPORTED, "%s: \"%spartial_rotary_factor\" %g: gale rotates the whole head",
+                          s->source, s->prefix, (double)rotary_fraction);
     if (fam->arch == GALE_ARCH_MIXTRAL) {
         GALE_TRY(get_int(s, "num_local_experts", false, 8, &c->n_experts));
         GALE_TRY(get_int(s, "num_experts_per_tok", false, 2, &c->n_experts_per_tok));
@@ -253,11 +308,11 @@ static gale_status parse_family_switches(const json_scope *s, const family_defau
 static gale_status parse_sizes(const json_scope *s, const family_defaults *fam, bool nested, gale_config *c) {
     GALE_TRY(get_int(s, "hidden_size", true, 0, &c->hidden));
     GALE_TRY(get_int(s, "num_hidden_layers", true, 0, &c->n_layers));
-    GALE_TRY(get_int(s, "num_attention_heads", true, 0, &c->n_heads));
+    GALE_TRY(get_int(s, "num_attention_heads", false, fam->n_heads, &c->n_heads));
     GALE_TRY(get_int(s, "intermediate_size", true, 0, &c->intermediate));
     /* the text_config of multimodal Gemma 3 leaves vocab_size to Gemma3TextConfig's default */
     GALE_TRY(get_int(s, "vocab_size", !nested, 262208, &c->vocab));
-    GALE_TRY(get_int(s, "num_key_value_heads", false, c->n_heads, &c->n_kv_heads));
+    GALE_TRY(get_int(s, "num_key_value_heads", false, fam->n_kv_heads ? fam->n_kv_heads : c->n_heads, &c->n_kv_heads));
     int default_head_dim = fam->head_dim ? fam->head_dim : (c->n_heads > 0 ? c->hidden / c->n_heads : 0);
     GALE_TRY(get_int(s, "head_dim", false, default_head_dim, &c->head_dim));
     GALE_TRY(get_int(s, "max_position_embeddings", false, fam->max_position_embeddings,
@@ -278,7 +333,10 @@ static gale_status parse_text_config(const json_scope *s, const family_defaults 
         GALE_TRY(get_bool(top, "tie_word_embeddings", fam->tied, &c->tied_embeddings));
     GALE_TRY(get_int(s, "bos_token_id", false, -1, &c->bos_id));
     if (nested && c->bos_id < 0) GALE_TRY(get_int(top, "bos_token_id", false, -1, &c->bos_id));
+    /* an absent id is the config class's default; an explicit null is none */
+    if (c->bos_id < 0 && !scope_get(s, "bos_token_id") && !is_explicit_null(s, "bos_token_id")) c->bos_id = fam->bos_id;
     GALE_TRY(read_eos(s, "eos_token_id", c));
+    if (!scope_get(s, "eos_token_id") && !is_explicit_null(s, "eos_token_id")) config_add_eos(c, fam->eos_id);
     if (nested) GALE_TRY(read_eos(top, "eos_token_id", c));
     GALE_TRY(config_alloc_layers(c, s->source));
     rope_settings rope;

@@ -212,15 +212,27 @@ static bool is_known_unused(const char *name) {
            strncmp(name, "model.multi_modal_projector.", 28) == 0 || strcmp(name, "rope_freqs.weight") == 0;
 }
 
-static void warn_unused(const tensor_table *table) {
+static bool ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* Tensors nothing bound: a bias (attention_bias / mlp_bias checkpoints, or a GGUF's
+ * attn_q.bias) changes every output, so the model is refused rather than run without it;
+ * anything else is reported and left. */
+static gale_status check_unused(const tensor_table *table) {
     size_t unused = 0;
     for (size_t i = 0; i < table->count; i++) {
         const tensor_entry *e = &table->entries[i];
         if (e->bound || is_known_unused(e->name)) continue;
+        if (ends_with(e->name, ".bias"))
+            return gale_error(GALE_ERR_UNSUPPORTED, "%s: tensor '%s' is a bias, which gale's models do not have",
+                              e->source, e->name);
         if (unused < 5) log_warn("%s: tensor '%s' is not used by the model", e->source, e->name);
         unused++;
     }
     if (unused > 5) log_warn("%zu tensors in all are not used by the model", unused);
+    return GALE_OK;
 }
 
 static gale_status bind_all(const gale_config *c, binder *b, model_weights *w) {
@@ -251,8 +263,9 @@ gale_status weights_bind(const gale_config *c, tensor_table *table, model_weight
     memset(w, 0, sizeof *w);
     binder b = {.table = table, .prefix = find_model_prefix(table)};
     GALE_TRY(bind_all(c, &b, w));
-    warn_unused(table);
-    return GALE_OK;
+    const gale_status status = check_unused(table);
+    if (status != GALE_OK) weights_free(w);
+    return status;
 }
 
 gale_status weights_bind_dummy(const gale_config *c, uint64_t seed, tensor_table *table, model_weights *w) {

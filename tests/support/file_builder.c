@@ -154,6 +154,12 @@ void write_tiny_llama(const char *dir, const tiny_llama_options *opts) {
                                 (unsigned long long)offset, (unsigned long long)(offset + bytes));
         offset += bytes;
     }
+    if (opts->extra_tensor) {
+        pos += (size_t)snprintf(header + pos, sizeof header - pos,
+                                ", \"%s\": {\"dtype\": \"F32\", \"shape\": [8], \"data_offsets\": [%llu, %llu]}",
+                                opts->extra_tensor, (unsigned long long)offset, (unsigned long long)(offset + 32));
+        offset += 32;
+    }
     snprintf(header + pos, sizeof header - pos, "}");
     uint8_t *zeros = calloc(1, offset);
     byte_buf file = {0};

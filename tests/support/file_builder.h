@@ -45,6 +45,7 @@ typedef struct tiny_llama_options {
     const char *reshape_tensor; /* give this tensor shape [3, 5] */
     const char *retype_tensor;  /* store this tensor as I64 */
     const char *config_json;    /* replaces the generated config.json when set */
+    const char *extra_tensor;   /* one more tensor of shape [8] by this name */
 } tiny_llama_options;
 
 void write_tiny_llama(const char *dir, const tiny_llama_options *opts);

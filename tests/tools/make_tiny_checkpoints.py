@@ -15,6 +15,16 @@ Writes, under tests/fixtures/ (relative to the repository root):
       a multimodal Gemma3Config (model_type "gemma3") with a tiny text_config
       and a tiny vision config; no weights.  expected.json describes the text part.
 
+  configs/hub_<case>/config.json, expected.json
+      configs laid out as some Hub checkpoints are, written here as JSON text
+      (save_pretrained would fill in every default): an explicit null that
+      switches a feature off (Mistral v0.2+'s "sliding_window": null, Gemma 2
+      softcaps set to null), keys left to the class defaults (gemma-3-4b-it's
+      text_config names no head counts; a llama config without bos/eos ids), layer_types in a Mistral config
+      (transformers runs it as Ministral, windows alternating) and in a Mixtral
+      one (ignored: every layer has the window).  No weights; expected.json is read off the
+      config transformers loads and the model it instantiates from it.
+
   configs/<name>_legacy/config.json, expected.json
       the same configs re-expressed in the pre-5.0 key layout that checkpoints
       on the Hub still use (rope_theta / rope_scaling / rope_local_base_freq /
@@ -24,7 +34,7 @@ Writes, under tests/fixtures/ (relative to the repository root):
       that checkpoint's expected.json.
 
 Re-run (from anywhere):
-    python3 tests/tools/make_tiny_checkpoints.py [--out tests/fixtures] [--only llama,gemma2]
+    python3 tests/tools/make_tiny_checkpoints.py [--out tests/fixtures] [--only llama,gemma2,hub]
 
 Needs torch, transformers (>= 5), safetensors, numpy.  Deterministic: every
 model uses a fixed seed and weights are drawn by this script, not by
@@ -489,6 +499,81 @@ def make_gemma3_multimodal(out: Path) -> None:
     assert loaded.text_config.layer_types == cfg.text_config.layer_types
 
 
+HUB_STYLE_CONFIGS = {
+    "llama_no_special_ids": {
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 64, "intermediate_size": 128,
+        "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 256,
+    },
+    "mistral_window_null": {
+        "architectures": ["MistralForCausalLM"], "model_type": "mistral", "hidden_size": 64,
+        "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+        "head_dim": 16, "vocab_size": 192, "max_position_embeddings": 256, "rope_theta": 1000000.0,
+        "rms_norm_eps": 1e-5, "sliding_window": None, "bos_token_id": 1, "eos_token_id": 2,
+    },
+    "mistral_layer_types": {
+        "architectures": ["MistralForCausalLM"], "model_type": "mistral", "hidden_size": 64,
+        "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+        "head_dim": 16, "vocab_size": 192, "sliding_window": 16,
+        "layer_types": ["full_attention", "sliding_attention"], "bos_token_id": 1, "eos_token_id": 2,
+    },
+    "mixtral_layer_types": {
+        "architectures": ["MixtralForCausalLM"], "model_type": "mixtral", "hidden_size": 64,
+        "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+        "head_dim": 16, "vocab_size": 128, "sliding_window": 16, "num_local_experts": 4, "num_experts_per_tok": 2,
+        "layer_types": ["full_attention", "sliding_attention"], "bos_token_id": 1, "eos_token_id": 2,
+    },
+    "gemma2_softcap_null": {
+        "architectures": ["Gemma2ForCausalLM"], "model_type": "gemma2", "hidden_size": 48, "intermediate_size": 96,
+        "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+        "vocab_size": 160, "query_pre_attn_scalar": 24, "sliding_window": 32, "attn_logit_softcapping": None,
+        "final_logit_softcapping": None, "hidden_activation": "gelu_pytorch_tanh", "bos_token_id": 2,
+        "eos_token_id": 1, "pad_token_id": 0,
+    },
+    "gemma3_multimodal_terse": {
+        "architectures": ["Gemma3ForConditionalGeneration"], "model_type": "gemma3",
+        "boi_token_index": 255999, "eoi_token_index": 256000, "eos_token_id": [1, 106],
+        "image_token_index": 262144, "mm_tokens_per_image": 4,
+        "text_config": {
+            "hidden_size": 32, "intermediate_size": 64, "model_type": "gemma3_text", "num_hidden_layers": 6,
+            "rope_scaling": {"factor": 8.0, "rope_type": "linear"}, "sliding_window": 16,
+        },
+        "vision_config": {
+            "hidden_size": 32, "image_size": 28, "intermediate_size": 64, "model_type": "siglip_vision_model",
+            "num_attention_heads": 2, "num_hidden_layers": 1, "patch_size": 14,
+        },
+    },
+}
+
+
+def make_hub_style_configs(out: Path) -> list:
+    written = []
+    for case, cfg_dict in HUB_STYLE_CONFIGS.items():
+        d = out / "configs" / f"hub_{case}"
+        if d.exists():
+            shutil.rmtree(d)
+        d.mkdir(parents=True)
+        write_json(d / "config.json", cfg_dict)
+        loaded = AutoConfig.from_pretrained(str(d))
+        torch.manual_seed(11)
+        if loaded.model_type == "gemma3":
+            from transformers import Gemma3ForConditionalGeneration
+            model = Gemma3ForConditionalGeneration(loaded).eval()
+            text = loaded.text_config
+            facts = config_facts(text, model)
+            facts["eos_ids"] = eos_list(text.eos_token_id, getattr(loaded, "eos_token_id", None))
+        else:
+            model = AutoModelForCausalLM.from_config(loaded, dtype=torch.float32).eval()
+            text = loaded
+            facts = config_facts(text, model)
+            facts["eos_ids"] = eos_list(loaded.eos_token_id)
+        rot = rotary_module(model)
+        facts["inv_freq"] = [[float(x) for x in inv_freq_for_layer(rot, text, i)[0].float().tolist()]
+                             for i in range(text.num_hidden_layers)]
+        write_json(d / "expected.json", facts)
+        written.append(d)
+    return written
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=str(REPO / "tests" / "fixtures"), help="fixtures root (default: %(default)s)")
@@ -511,6 +596,8 @@ def main() -> int:
     if not only or "gemma3_multimodal" in only:
         make_gemma3_multimodal(out)
         written.append(out / "configs" / "gemma3_multimodal")
+    if not only or "hub" in only:
+        written += make_hub_style_configs(out)
     for w in written:
         for f in sorted(w.iterdir()):
             print(f"  wrote {f.relative_to(out.parent.parent) if out.is_relative_to(REPO) else f}  {f.stat().st_size} bytes")
