@@ -270,6 +270,7 @@ typedef enum gale_finish {
     GALE_FINISH_STOP,      /* a stop id or stop string */
     GALE_FINISH_LENGTH,    /* max_new_tokens or the context */
     GALE_FINISH_CANCELLED, /* gale_engine_cancel */
+    GALE_FINISH_ERROR,     /* its text could not be made (out of memory; logged): the others go on */
 } gale_finish;
 
 typedef struct gale_output {

@@ -191,3 +191,69 @@ Test(engine, a_failed_buffer_growth_leaves_the_session_usable) {
     gale_session_free(plain);
     gale_model_free(m);
 }
+
+/* A request cancelled just before a step that fails (out of memory in the forward) has its
+ * cancel reported by the next step: an output promised by gale_engine_cancel is never
+ * lost with a failed step. */
+Test(engine, a_cancel_survives_a_failed_step) {
+    gale_model *m = load_model_quiet(fixture("tiny/llama"));
+    failing_ops = cpu_backend_ops;
+    failing_ops.name = "cpu (failing allocations)";
+    failing_ops.alloc = failing_alloc;
+    runner_use_test_backend(&failing_ops);
+    gale_engine_params p = gale_engine_params_default();
+    p.n_threads = 1;
+    gale_engine *e = NULL;
+    cr_assert_eq(gale_engine_new(m, NULL, &p, &e), GALE_OK, "%s", gale_last_error());
+    runner_use_test_backend(NULL);
+    int32_t short_prompt[4] = {1, 5, 9, 13}, long_prompt[40];
+    for (int i = 0; i < 40; i++) long_prompt[i] = 2 + i;
+    gale_request a = gale_request_default(), b = gale_request_default();
+    a.ids = short_prompt, a.n_ids = 4, a.max_new_tokens = 20, a.ignore_eos = true;
+    b.ids = long_prompt, b.n_ids = 40, b.max_new_tokens = 4, b.ignore_eos = true;
+    uint64_t id_a, id_b;
+    const gale_output *out;
+    size_t n;
+    cr_assert_eq(gale_engine_submit(e, &a, &id_a), GALE_OK, "%s", gale_last_error());
+    cr_assert_eq(gale_engine_step(e, &out, &n), GALE_OK, "%s", gale_last_error());
+    cr_assert_eq(gale_engine_cancel(e, id_a), GALE_OK, "%s", gale_last_error());
+    cr_assert_eq(gale_engine_submit(e, &b, &id_b), GALE_OK, "%s", gale_last_error());
+    fail_from = 0; /* the longer prefill's buffers cannot grow */
+    assert_error(gale_engine_step(e, &out, &n), GALE_ERR_OOM, "refused");
+    fail_from = -1;
+    int cancels = 0;
+    for (int step = 0; step < 10 && gale_engine_busy(e); step++) {
+        cr_assert_eq(gale_engine_step(e, &out, &n), GALE_OK, "%s", gale_last_error());
+        for (size_t i = 0; i < n; i++) cancels += out[i].request_id == id_a && out[i].finish == GALE_FINISH_CANCELLED;
+    }
+    cr_assert_eq(cancels, 1, "request %llu's cancel was reported %d times", (unsigned long long)id_a, cancels);
+    cr_assert(!gale_engine_busy(e), "every request finished");
+    gale_engine_free(e);
+    gale_model_free(m);
+}
+
+/* The last token of a request is sampled and never stored: a request of exactly the pool's
+ * positions plus one token fits (8 + 9 tokens, 16 positions stored, one block of 16). */
+Test(engine, a_request_needs_no_block_for_its_last_token) {
+    gale_model *m = load_model_quiet(fixture("tiny/llama"));
+    gale_engine_params p = gale_engine_params_default();
+    p.n_threads = 1, p.kv_blocks = 1, p.block_size = 16;
+    gale_engine *e = NULL;
+    cr_assert_eq(gale_engine_new(m, NULL, &p, &e), GALE_OK, "%s", gale_last_error());
+    int32_t prompt[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    gale_request q = gale_request_default();
+    q.ids = prompt, q.n_ids = 8, q.max_new_tokens = 9, q.ignore_eos = true;
+    cr_assert_eq(gale_engine_submit(e, &q, NULL), GALE_OK, "%s", gale_last_error());
+    int generated = 0;
+    const gale_output *out;
+    size_t n;
+    for (int step = 0; step < 20 && gale_engine_busy(e); step++) {
+        cr_assert_eq(gale_engine_step(e, &out, &n), GALE_OK, "%s", gale_last_error());
+        generated += (int)n;
+    }
+    cr_assert_eq(generated, 9, "%d tokens generated", generated);
+    q.max_new_tokens = 10; /* 17 positions stored: more than the pool */
+    assert_error(gale_engine_submit(e, &q, NULL), GALE_ERR_INVALID_ARG, "KV blocks");
+    gale_engine_free(e);
+    gale_model_free(m);
+}

@@ -380,8 +380,9 @@ Test(graphs, growing_batches_record_each_size_once) {
 
 /* Requests whose prompts grow — each prefill longer than any before — joining while others
  * decode. The engine's profile run (runner_reserve) sized every buffer for a step of
- * max_num_batched_tokens at creation, so no prefill frees memory a graph holds: each graph
- * size is recorded once, and the tokens are the plain CPU engine's. */
+ * max_num_batched_tokens at creation — more than the context, as a step may hold several
+ * sequences' prefills — so no prefill frees memory a graph holds: each graph size is
+ * recorded once, and the tokens are the plain CPU engine's. */
 Test(graphs, longer_prompts_later_record_each_size_once) {
     gale_model *m = load_tiny("mistral");
     const gale_config *c = gale_model_config(m);
@@ -401,8 +402,9 @@ Test(graphs, longer_prompts_later_record_each_size_once) {
     use_recording_backend();
     gale_engine *e = new_engine(m, 8, 512, 0);
     runner_use_test_backend(NULL);
-    const int n_ctx = engine_default_context(c, 0), largest_step = n_ctx < 512 ? n_ctx : 512;
+    const int n_ctx = engine_default_context(c, 0), largest_step = 512; /* max_num_batched_tokens */
     cr_assert(4 + 6 * (N_REQUESTS - 1) + MAX_OUT <= n_ctx, "the prompts fit the tiny model's %d positions", n_ctx);
+    cr_assert_lt(n_ctx, largest_step, "a step may be larger than one sequence's context");
     cr_assert_geq(rec.scratch_rows, largest_step,
                   "the engine's profile run sized the attention scratch for %d rows, not %d", rec.scratch_rows,
                   largest_step);
@@ -434,5 +436,54 @@ Test(graphs, an_engine_whose_largest_step_cannot_run_is_refused) {
     cr_assert(strstr(gale_last_error(), "a step of 64 tokens (max_num_batched_tokens)") &&
                   strstr(gale_last_error(), "no memory for 64 padding rows"),
               "the message names the step and the cause: %s", gale_last_error());
+    gale_model_free(m);
+}
+
+/* Allocations of the recording backend fail from the armed one on (< 0: none fails). */
+static int fail_from = -1;
+static gale_status failing_alloc(backend *b, size_t bytes, void **out) {
+    if (fail_from == 0) {
+        *out = NULL;
+        return gale_error(GALE_ERR_OOM, "test: allocation of %zu bytes refused", bytes);
+    }
+    if (fail_from > 0) fail_from--;
+    return cpu_backend_ops.alloc(b, bytes, out);
+}
+
+/* A longer step whose buffers could not all grow (out of device memory partway) leaves
+ * some NULL; the next decode step, which a recorded graph would run without regrowing
+ * anything, prepares its recording again instead of running on them: the same logits as
+ * a session that never failed. */
+Test(graphs, a_failed_regrowth_prepares_the_recording_again) {
+    gale_model *m = load_tiny("llama");
+    const int vocab = gale_model_config(m)->vocab;
+    runner_use_test_backend(NULL);
+    use_recording_backend();
+    recording_ops.alloc = failing_alloc;
+    gale_engine_params ep = gale_engine_params_default();
+    ep.n_threads = 1;
+    gale_session *replayed = NULL;
+    cr_assert_eq(gale_session_new(m, &ep, &replayed), GALE_OK, "%s", gale_last_error());
+    runner_use_test_backend(NULL);
+    gale_session *plain = new_session(m, false);
+    float *a = malloc((size_t)vocab * sizeof *a), *b = malloc((size_t)vocab * sizeof *b);
+    const int32_t prompt[] = {1, 5, 9, 13}, first = 21, second = 22;
+    int32_t longer[40];
+    for (int i = 0; i < 40; i++) longer[i] = 2 + i;
+    gale_session *both[] = {replayed, plain};
+    for (int k = 0; k < 2; k++) {
+        cr_assert_eq(gale_session_forward(both[k], prompt, 4, false, NULL), GALE_OK, "%s", gale_last_error());
+        cr_assert_eq(gale_session_forward(both[k], &first, 1, false, k ? b : a), GALE_OK, "%s", gale_last_error());
+    }
+    cr_assert_eq(rec.recordings, 1, "the decode step was recorded");
+    fail_from = 3; /* the longer step's 4th buffer is refused */
+    assert_error(gale_session_forward(replayed, longer, 40, false, a), GALE_ERR_OOM, "refused");
+    fail_from = -1;
+    cr_assert_eq(gale_session_forward(replayed, &second, 1, false, a), GALE_OK, "%s", gale_last_error());
+    cr_assert_eq(gale_session_forward(plain, &second, 1, false, b), GALE_OK, "%s", gale_last_error());
+    cr_assert_eq(memcmp(a, b, (size_t)vocab * sizeof *a), 0, "the decode step after the failure differs");
+    free(a), free(b);
+    gale_session_free(replayed);
+    gale_session_free(plain);
     gale_model_free(m);
 }

@@ -174,8 +174,8 @@ Test(sampler, invalid_parameters_are_refused) {
     }
 }
 
-/* The rule the engine hands a device sampler: parameters, an advancing draw counter and,
- * with a penalty, each distinct history id once with its count. */
+/* The rule the engine hands a device sampler: parameters, a draw counter that advances
+ * once a draw was made and, with a penalty, each distinct history id once with its count. */
 Test(sampler, device_row_counts_distinct_history_ids) {
     gale_sampling_params p = gale_sampling_params_default();
     p.frequency_penalty = 0.5f;
@@ -193,8 +193,12 @@ Test(sampler, device_row_counts_distinct_history_ids) {
         cr_assert_eq(row.penalty_ids[j], ids[j], "pair %d", j);
         cr_assert_eq(row.penalty_counts[j], counts[j], "pair %d", j);
     }
+    /* a row whose draw was not made (its step failed) is asked for again: the same draw */
     cr_assert_eq(sampler_device_row(s, history, 2, &row), GALE_OK, "%s", gale_last_error());
-    cr_assert_eq(row.draw, 1, "the draw counter advances");
+    cr_assert_eq(row.draw, 0, "the draw counter waits for the draw");
+    sampler_drew(s);
+    cr_assert_eq(sampler_device_row(s, history, 2, &row), GALE_OK, "%s", gale_last_error());
+    cr_assert_eq(row.draw, 1, "the draw counter advances once the draw was made");
     cr_assert_eq(row.n_penalty, 2, "the counts start from zero again");
     cr_assert_eq(row.penalty_counts[0], 1);
     gale_sampler_free(s);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "backend/backend.h"
+#include "core/log.h"
 #include "core/status.h"
 #include "engine/runner.h"
 #include "engine/sampler.h"
@@ -23,7 +24,8 @@ typedef struct request {
     int32_t stop_ids[MAX_STOP_IDS];
     int n_stop_ids;
     gale_finish finish;      /* set when it ended: reported, then freed next step */
-    bool cancel_reported;    /* a cancel's output went out */
+    bool cancel_in_step;     /* a cancel's output is in the step being made */
+    bool cancel_reported;    /* a cancel's output went out (with a step that succeeded) */
 } request;
 
 struct gale_engine {
@@ -134,9 +136,13 @@ gale_status gale_engine_new(const gale_model *model, const gale_tokenizer *token
         status = kv_cache_init(&e->cache, e->c, &kp);
     }
     if (status == GALE_OK) status = scheduler_new(&e->cache, &sp, &e->sched);
-    if (status == GALE_OK && (status = runner_reserve(e->runner, &e->cache, chunk, params->max_num_seqs)) != GALE_OK)
+    /* a step holds up to max_num_batched_tokens tokens of several sequences (one sequence's
+     * chunk, above, is capped by the context): the profile run is that size, as vLLM's */
+    const int step_tokens = params->max_num_batched_tokens;
+    if (status == GALE_OK &&
+        (status = runner_reserve(e->runner, &e->cache, step_tokens, params->max_num_seqs)) != GALE_OK)
         status = gale_error_prefix(status, "engine: a step of %d tokens (max_num_batched_tokens) does not fit beside "
-                                   "the KV cache: ", chunk);
+                                   "the KV cache: ", step_tokens);
     if (status != GALE_OK) {
         gale_engine_free(e);
         return status;
@@ -307,28 +313,32 @@ gale_engine_stats gale_engine_get_stats(const gale_engine *e) {
 
 /* ---- a step ---- */
 
-static gale_status push_output(gale_engine *e, size_t *n, const gale_output *o) {
-    if (*n == e->cap_outputs) {
-        size_t cap = e->cap_outputs ? 2 * e->cap_outputs : 64;
-        gale_output *grown = realloc(e->outputs, cap * sizeof *grown);
-        if (!grown) return gale_error(GALE_ERR_OOM, "engine: out of memory for outputs");
-        e->outputs = grown;
-        e->cap_outputs = cap;
-    }
-    e->outputs[(*n)++] = *o;
+/* Room for one output per live request, reserved before a step changes anything: a step
+ * gives each request at most one (its token, or its cancel), so once the forward ran
+ * nothing can fail for want of room. */
+static gale_status reserve_outputs(gale_engine *e) {
+    if (e->n_live <= e->cap_outputs) return GALE_OK;
+    size_t cap = e->cap_outputs ? e->cap_outputs : 64;
+    while (cap < e->n_live) cap *= 2;
+    gale_output *grown = realloc(e->outputs, cap * sizeof *grown);
+    if (!grown) return gale_error(GALE_ERR_OOM, "engine: out of memory for %zu outputs", cap);
+    e->outputs = grown;
+    e->cap_outputs = cap;
     return GALE_OK;
 }
 
+static void push_output(gale_engine *e, size_t *n, const gale_output *o) { e->outputs[(*n)++] = *o; }
+
 /* Requests that ended were reported by the last step (or are cancelled and report
  * now): free the reported ones, report the cancelled. */
-static gale_status sweep(gale_engine *e, size_t *n_out) {
+static void sweep(gale_engine *e, size_t *n_out) {
     size_t kept = 0;
     for (size_t i = 0; i < e->n_live; i++) {
         request *r = e->live[i];
         if (r->finish == GALE_FINISH_CANCELLED && !r->cancel_reported) {
             gale_output o = {.request_id = r->seq.id, .token = -1, .text = "", .finish = GALE_FINISH_CANCELLED};
-            GALE_TRY(push_output(e, n_out, &o));
-            r->cancel_reported = true;
+            push_output(e, n_out, &o);
+            r->cancel_in_step = true;
             e->live[kept++] = r;
         } else if (r->finish != GALE_FINISH_NONE) {
             request_free(&e->cache, r);
@@ -337,7 +347,16 @@ static gale_status sweep(gale_engine *e, size_t *n_out) {
         }
     }
     e->n_live = kept;
-    return GALE_OK;
+}
+
+/* The end of a step: its cancels went out with it, or (it failed) go out with the next. */
+static void settle_cancels(gale_engine *e, bool delivered) {
+    for (size_t i = 0; i < e->n_live; i++) {
+        request *r = e->live[i];
+        if (!r->cancel_in_step) continue;
+        r->cancel_in_step = false;
+        r->cancel_reported = delivered;
+    }
 }
 
 static bool is_stop_id(const request *r, int32_t id) {
@@ -346,43 +365,58 @@ static bool is_stop_id(const request *r, int32_t id) {
     return false;
 }
 
-/* Takes the request's next token and applies the stop rules. */
-static gale_status advance(gale_engine *e, request *r, int32_t id, gale_output *o) {
-    sched_seq *seq = &r->seq;
-    *o = (gale_output){.request_id = seq->id, .token = id, .text = "", .finish = GALE_FINISH_NONE};
-    e->generated_tokens++;
-    if (is_stop_id(r, id)) {
-        r->finish = GALE_FINISH_STOP;
-    } else {
-        seq->tokens[seq->n_tokens++] = id;
-        if (r->detok) {
-            const char *text;
-            size_t len;
-            GALE_TRY(gale_detokenizer_push(r->detok, id, &text, &len));
-            GALE_TRY(stop_text_push(&r->stop, text, len));
-            if (r->stop.stopped) r->finish = GALE_FINISH_STOP;
-        }
-        if (r->finish == GALE_FINISH_NONE && seq->n_tokens >= seq->max_tokens) r->finish = GALE_FINISH_LENGTH;
+/* The text side of a new token: detokenized, stop strings applied, flushed at a finish. */
+static gale_status advance_text(request *r, int32_t id, bool stop_id) {
+    if (!stop_id) {
+        const char *text;
+        size_t len;
+        GALE_TRY(gale_detokenizer_push(r->detok, id, &text, &len));
+        GALE_TRY(stop_text_push(&r->stop, text, len));
+        if (r->stop.stopped) r->finish = GALE_FINISH_STOP;
     }
-    if (r->finish != GALE_FINISH_NONE && r->detok) {
+    if (r->finish == GALE_FINISH_NONE && r->seq.n_tokens >= r->seq.max_tokens) r->finish = GALE_FINISH_LENGTH;
+    if (r->finish != GALE_FINISH_NONE) {
         const char *tail;
         size_t tail_len;
         GALE_TRY(gale_detokenizer_flush(r->detok, &tail, &tail_len));
         GALE_TRY(stop_text_push(&r->stop, tail, tail_len));
         GALE_TRY(stop_text_finish(&r->stop));
     }
-    if (r->detok) o->text = stop_text_take(&r->stop, &o->text_len);
-    o->finish = r->finish;
-    if (r->finish != GALE_FINISH_NONE) scheduler_remove(e->sched, seq);
     return GALE_OK;
 }
 
-gale_status gale_engine_step(gale_engine *e, const gale_output **outputs, size_t *n_outputs) {
-    if (!e || !outputs || !n_outputs) return gale_error(GALE_ERR_INVALID_ARG, "gale_engine_step: NULL argument");
+/* Takes the request's next token and applies the stop rules. Cannot fail: it runs after
+ * the step's KV is committed, where a half-made step would leave requests that have no
+ * next chunk; a request whose text cannot be made (out of memory) ends with
+ * GALE_FINISH_ERROR instead, and the others go on. */
+static void advance(gale_engine *e, request *r, int32_t id, gale_output *o) {
+    sched_seq *seq = &r->seq;
+    *o = (gale_output){.request_id = seq->id, .token = id, .text = "", .finish = GALE_FINISH_NONE};
+    e->generated_tokens++;
+    const bool stop_id = is_stop_id(r, id);
+    if (stop_id) r->finish = GALE_FINISH_STOP;
+    else seq->tokens[seq->n_tokens++] = id;
+    if (r->detok) {
+        if (advance_text(r, id, stop_id) == GALE_OK) {
+            o->text = stop_text_take(&r->stop, &o->text_len);
+        } else {
+            log_warn("engine: request %llu ends: %s", (unsigned long long)seq->id, gale_last_error());
+            r->finish = GALE_FINISH_ERROR;
+        }
+    } else if (r->finish == GALE_FINISH_NONE && seq->n_tokens >= seq->max_tokens) {
+        r->finish = GALE_FINISH_LENGTH;
+    }
+    o->finish = r->finish;
+    if (r->finish != GALE_FINISH_NONE) scheduler_remove(e->sched, seq);
+}
+
+/* One step into e->outputs[*n]: sweep, schedule, forward, sample (all of which may fail
+ * and leave the requests as they were), then commit and advance (which cannot fail). */
+static gale_status run_step(gale_engine *e, size_t *n_outputs) {
     size_t n = 0;
-    *outputs = NULL;
-    *n_outputs = 0;
-    GALE_TRY(sweep(e, &n));
+    GALE_TRY(reserve_outputs(e));
+    sweep(e, &n);
+    *n_outputs = n;
     sched_step step;
     GALE_TRY(scheduler_schedule(e->sched, &step));
     if (step.batch.n_tokens > 0) {
@@ -404,15 +438,29 @@ gale_status gale_engine_step(gale_engine *e, const gale_output **outputs, size_t
         }
         scheduler_commit(e->sched, &step);
         e->steps++;
+        if (e->device_sampling)
+            for (int i = 0; i < rows; i++) sampler_drew(((request *)step.samplers[i]->owner)->sampler);
         for (int i = 0; i < rows; i++) {
             gale_output o;
-            GALE_TRY(advance(e, step.samplers[i]->owner, e->sampled[i], &o));
-            GALE_TRY(push_output(e, &n, &o));
+            advance(e, step.samplers[i]->owner, e->sampled[i], &o);
+            push_output(e, &n, &o);
         }
     } else if (n == 0 && scheduler_waiting(e->sched) + scheduler_running(e->sched) > 0) {
         return gale_error(GALE_ERR_INTERNAL, "engine: %d requests wait but none can be scheduled",
                           scheduler_waiting(e->sched));
     }
+    *n_outputs = n;
+    return GALE_OK;
+}
+
+gale_status gale_engine_step(gale_engine *e, const gale_output **outputs, size_t *n_outputs) {
+    if (!e || !outputs || !n_outputs) return gale_error(GALE_ERR_INVALID_ARG, "gale_engine_step: NULL argument");
+    *outputs = NULL;
+    *n_outputs = 0;
+    size_t n = 0;
+    const gale_status status = run_step(e, &n);
+    settle_cancels(e, status == GALE_OK);
+    if (status != GALE_OK) return status;
     *outputs = e->outputs;
     *n_outputs = n;
     return GALE_OK;

@@ -235,11 +235,13 @@ static gale_status grow_scratch(model_runner *s, int n, int n_logits) {
         void **bufs[] = {&s->x, &s->h, &s->q, &s->k, &s->v, &s->attn, &s->gate, &s->up, &s->tmp};
         size_t sizes[] = {H, wide, qd, kvd, kvd, qd, I, I, wide};
         s->cap_tokens = 0; /* until every buffer is regrown: a failure leaves some NULL or short */
+        s->graph_ready = false; /* and the recorded steps, which never regrow, must prepare again */
         for (size_t i = 0; i < 9; i++) GALE_TRY(regrow(s, bufs[i], (size_t)n * sizes[i]));
         s->cap_tokens = n;
     }
     if (n_logits > s->cap_logits) {
         s->cap_logits = 0;
+        s->graph_ready = false;
         GALE_TRY(regrow(s, &s->logits, (size_t)n_logits * (size_t)c->vocab));
         s->cap_logits = n_logits;
     }

@@ -94,6 +94,8 @@ void gale_sampler_free(gale_sampler *s) {
 
 int sampler_vocab(const gale_sampler *s) { return s->vocab; }
 
+void sampler_drew(gale_sampler *s) { s->draws++; }
+
 static bool has_penalty(const gale_sampling_params *p) {
     return p->repetition_penalty != 1.0f || p->presence_penalty != 0 || p->frequency_penalty != 0;
 }
@@ -115,7 +117,7 @@ static void apply_penalties(gale_sampler *s, float *logits, const int32_t *histo
 }
 
 gale_status sampler_device_row(gale_sampler *s, const int32_t *history, size_t n, sample_row *row) {
-    *row = (sample_row){.params = s->p, .draw = s->draws++};
+    *row = (sample_row){.params = s->p, .draw = s->draws};
     if (!has_penalty(&s->p)) return GALE_OK;
     if (!s->pair_counts && !(s->pair_counts = malloc((size_t)s->vocab * sizeof *s->pair_counts)))
         return gale_error(GALE_ERR_OOM, "sampler: out of memory");

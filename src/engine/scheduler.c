@@ -89,9 +89,12 @@ gale_status scheduler_add(scheduler *s, sched_seq *seq) {
     if (seq->max_tokens > s->p.max_len)
         return gale_error(GALE_ERR_INVALID_ARG, "request %llu: %d tokens (prompt and new tokens) exceed the context of %d",
                           (unsigned long long)seq->id, seq->max_tokens, s->p.max_len);
-    int chunk = seq->max_tokens < s->p.max_num_batched_tokens ? seq->max_tokens : s->p.max_num_batched_tokens;
+    /* the last token is sampled and never stored: at most max_tokens − 1 positions (and
+     * the whole prompt) go into the cache */
+    const int stored = seq->max_tokens - 1 > seq->n_tokens ? seq->max_tokens - 1 : seq->n_tokens;
+    int chunk = stored < s->p.max_num_batched_tokens ? stored : s->p.max_num_batched_tokens;
     for (int g = 0; g < s->cache->n_groups; g++) {
-        int need = kv_blocks_needed(s->cache, g, seq->max_tokens, chunk);
+        int need = kv_blocks_needed(s->cache, g, stored, chunk);
         if (need > s->cache->groups[g].n_blocks)
             return gale_error(GALE_ERR_INVALID_ARG, "request %llu: %d tokens need %d KV blocks, the whole pool has %d",
                               (unsigned long long)seq->id, seq->max_tokens, need, s->cache->groups[g].n_blocks);

@@ -158,6 +158,7 @@ gale_status gale_session_forward_sample(gale_session *s, const int32_t *ids, siz
     sample_row rule;
     GALE_TRY(sampler_device_row(sampler, history, n_history, &rule));
     GALE_TRY(runner_forward_sample(s->runner, &s->cache, &batch, &rule, next));
+    sampler_drew(sampler);
     kv_seq_advance(&s->cache, &s->seq, s->seq.length + batch.n_tokens);
     return GALE_OK;
 }
