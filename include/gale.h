@@ -352,12 +352,15 @@ typedef struct gale_chat_message {
 /* Renders messages as the model's chat template would (apply_chat_template with
  * tokenize=False). template_name: NULL to recognise the tokenizer's own template, or
  * one of chatml, llama2, llama3, mistral, gemma (system folded into the first user
- * turn, as Gemma 3), gemma2 (system refused, as Gemma 1/2). An unrecognised template
- * warns and falls back to chatml. The text already holds any BOS the template writes:
+ * turn, as Gemma 3), gemma2 (system refused, as Gemma 1/2). A model without a template
+ * gets the format its vocabulary's turn markers name (<start_of_turn>: gemma,
+ * <|start_header_id|>: llama3, <|im_start|>: chatml), with a warning; an unrecognised
+ * template, or no template and no marker, warns and falls back to chatml. The text already holds any BOS the template writes:
  * encode it with add_special = false. *out is freed with free(). */
 gale_status gale_chat_render(const gale_tokenizer *tokenizer, const char *template_name,
                              const gale_chat_message *messages, size_t n, bool add_generation_prompt, char **out);
-/* The built-in the tokenizer's template was recognised as, or NULL. */
+/* The built-in the tokenizer's template was recognised as (without a template: the one
+ * its turn markers name), or NULL. */
 const char *gale_chat_template_name(const gale_tokenizer *tokenizer);
 /* Ids that end an assistant turn: EOS and the template's end-of-turn token. */
 size_t gale_chat_stop_ids(const gale_tokenizer *tokenizer, const char *template_name, int32_t *ids, size_t cap);

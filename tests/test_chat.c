@@ -92,6 +92,21 @@ Test(chat, recognises_templates_by_their_markers) {
     cr_assert_eq(gale_tokenizer_load(fixture("tokenizer/llama2_style"), &t), GALE_OK);
     cr_assert_str_eq(gale_chat_template_name(t), "llama2");
     gale_tokenizer_free(t);
+    /* the Gemma 3 270M GGUF has no template: its <start_of_turn> token names the format,
+     * and <end_of_turn> ends a turn */
+    cr_assert_eq(gale_tokenizer_load(GALE_GEMMA3_GGUF, &t), GALE_OK, "%s", gale_last_error());
+    cr_assert_null(gale_tokenizer_chat_template(t), "the fixture has no chat template");
+    cr_assert_str_eq(gale_chat_template_name(t), "gemma");
+    int32_t stops[4];
+    const size_t n_stops = gale_chat_stop_ids(t, NULL, stops, 4);
+    gale_tokens eot = {0};
+    cr_assert_eq(gale_tokenizer_encode(t, "<end_of_turn>", 13, false, &eot), GALE_OK);
+    cr_assert_eq(eot.count, 1, "<end_of_turn> is one token");
+    bool found = false;
+    for (size_t i = 0; i < n_stops; i++) found |= stops[i] == eot.ids[0];
+    cr_assert(found, "<end_of_turn> (%d) ends a turn", eot.ids[0]);
+    gale_tokens_free(&eot);
+    gale_tokenizer_free(t);
 }
 
 Test(chat, unknown_template_name_is_an_error) {

@@ -248,15 +248,43 @@ static const char *token_text(const gale_tokenizer *t, int32_t id) {
     return piece; /* pieces are stored NUL-terminated */
 }
 
+/* How the format of a model's conversations was found. */
+typedef enum kind_source { KIND_FROM_TEMPLATE, KIND_FROM_VOCABULARY, KIND_DEFAULT } kind_source;
+
+/* The model's format: its chat template's; or, with no template (many GGUFs of base
+ * models), the one its vocabulary's turn markers belong to (*marker); else ChatML. */
+static chat_kind infer_kind(const gale_tokenizer *t, kind_source *source, const char **marker) {
+    static const struct {
+        const char *marker;
+        chat_kind kind;
+    } markers[] = {{"<start_of_turn>", CHAT_GEMMA}, {"<|start_header_id|>", CHAT_LLAMA3}, {"<|im_start|>", CHAT_CHATML}};
+    bool known;
+    chat_kind kind = detect(t->chat_template, &known);
+    *source = known ? KIND_FROM_TEMPLATE : KIND_DEFAULT;
+    *marker = NULL;
+    if (known || t->chat_template) return kind;
+    for (size_t i = 0; i < sizeof markers / sizeof markers[0]; i++)
+        if (vocab_find(&t->vocab, markers[i].marker, strlen(markers[i].marker)) >= 0) {
+            *source = KIND_FROM_VOCABULARY;
+            *marker = markers[i].marker;
+            return markers[i].kind;
+        }
+    return kind;
+}
+
 static gale_status resolve_kind(const gale_tokenizer *t, const char *name, chat_kind *kind) {
     if (name) {
         if (is_kind_name(name, kind)) return GALE_OK;
         return gale_error(GALE_ERR_INVALID_ARG, "chat template '%s' is unknown (chatml, llama2, llama3, mistral, gemma, gemma2)",
                           name);
     }
-    bool known;
-    *kind = detect(t->chat_template, &known);
-    if (!known)
+    kind_source source;
+    const char *marker;
+    *kind = infer_kind(t, &source, &marker);
+    if (source == KIND_FROM_VOCABULARY)
+        log_warn("%s: the model has no chat template; its %s token says the %s format (choose another with "
+                 "--chat-template NAME)", t->source, marker, kind_names[*kind]);
+    else if (source == KIND_DEFAULT)
         log_warn("%s: %s; using the ChatML template (choose another with --chat-template NAME)", t->source,
                  t->chat_template ? "the chat template is not one gale recognises" : "the model has no chat template");
     return GALE_OK;
@@ -296,17 +324,19 @@ gale_status gale_chat_render(const gale_tokenizer *t, const char *template_name,
 }
 
 const char *gale_chat_template_name(const gale_tokenizer *t) {
-    bool known;
-    chat_kind kind = detect(t->chat_template, &known);
-    return known ? kind_names[kind] : NULL;
+    kind_source source;
+    const char *marker;
+    chat_kind kind = infer_kind(t, &source, &marker);
+    return source == KIND_DEFAULT ? NULL : kind_names[kind];
 }
 
 size_t gale_chat_stop_ids(const gale_tokenizer *t, const char *template_name, int32_t *ids, size_t cap) {
     size_t n = 0;
     if (t->eos_id >= 0 && n < cap) ids[n++] = t->eos_id;
     chat_kind kind = CHAT_CHATML;
-    bool known;
-    if (!template_name || !is_kind_name(template_name, &kind)) kind = detect(t->chat_template, &known);
+    kind_source source;
+    const char *marker;
+    if (!template_name || !is_kind_name(template_name, &kind)) kind = infer_kind(t, &source, &marker);
     const char *eot = end_of_turn[kind];
     int32_t id = eot ? vocab_find(&t->vocab, eot, strlen(eot)) : -1;
     if (id >= 0 && id != t->eos_id && n < cap) ids[n++] = id;
