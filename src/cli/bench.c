@@ -46,7 +46,37 @@ static void print_help(FILE *out) {
             "  -h, --help                    this text\n");
 }
 
-static bool parse_count(const char *s, int min, int *out) { return cli_parse_int(s, min, 100000000L, out); }
+/* A count flag's value (optarg) in [min, 1e8]; refused with the flag and value named. */
+static bool parse_count(const char *flag, int min, int *out) {
+    return cli_option_int("bench throughput", flag, optarg, min, 100000000L,
+                          min > 0 ? "a positive integer (at most 100000000)" : "an integer from 0 to 100000000", out);
+}
+
+/* One option (getopt's c, value in optarg) into o; false, with the flag named, when refused. */
+static bool set_option(int c, throughput_options *o) {
+    switch (c) {
+    case 'm': o->model_path = optarg; return true;
+    case 'N': return parse_count("--num-prompts", 1, &o->num_prompts);
+    case 'I': return parse_count("--input-len", 1, &o->input_len);
+    case 'O': return parse_count("--output-len", 1, &o->output_len);
+    case 'S': return parse_count("--max-num-seqs", 1, &o->engine.max_num_seqs);
+    case 'B': return parse_count("--max-num-batched-tokens", 1, &o->engine.max_num_batched_tokens);
+    case 'K': return parse_count("--kv-blocks", 1, &o->engine.kv_blocks);
+    case 'r': return parse_count("--seed", 0, &o->seed);
+    case 't': return parse_count("--threads", 0, &o->engine.n_threads);
+    case 'x': return parse_count("--ctx", 1, &o->engine.n_ctx);
+    case 'q': o->quiet = true; return true;
+    case 'E': o->engine.enforce_eager = true; return true;
+    case 'W': o->dummy_weights = true; return true;
+    case 'D':
+        if (cli_parse_device(optarg, &o->engine.device)) return true;
+        fprintf(stderr, "gale bench throughput: --device is cpu or cuda, got '%s'\n", optarg);
+        return false;
+    default: /* getopt has named the unknown option or the missing value */
+        fprintf(stderr, "gale bench throughput: see --help\n");
+        return false;
+    }
+}
 
 /* 0: run; 1: done (help); 2: usage error */
 static int parse_options(int argc, char **argv, throughput_options *o) {
@@ -66,29 +96,15 @@ static int parse_options(int argc, char **argv, throughput_options *o) {
     o->engine = gale_engine_params_default();
     optind = 1;
     int c;
-    bool ok = true;
-    while (ok && (c = getopt_long(argc, argv, "m:t:qh", long_options, NULL)) != -1) {
-        switch (c) {
-        case 'm': o->model_path = optarg; break;
-        case 'N': ok = parse_count(optarg, 1, &o->num_prompts); break;
-        case 'I': ok = parse_count(optarg, 1, &o->input_len); break;
-        case 'O': ok = parse_count(optarg, 1, &o->output_len); break;
-        case 'S': ok = parse_count(optarg, 1, &o->engine.max_num_seqs); break;
-        case 'B': ok = parse_count(optarg, 1, &o->engine.max_num_batched_tokens); break;
-        case 'K': ok = parse_count(optarg, 1, &o->engine.kv_blocks); break;
-        case 'r': ok = parse_count(optarg, 0, &o->seed); break;
-        case 't': ok = parse_count(optarg, 0, &o->engine.n_threads); break;
-        case 'x': ok = parse_count(optarg, 1, &o->engine.n_ctx); break;
-        case 'q': o->quiet = true; break;
-        case 'D': ok = cli_parse_device(optarg, &o->engine.device); break;
-        case 'E': o->engine.enforce_eager = true; break;
-        case 'W': o->dummy_weights = true; break;
-        case 'h': print_help(stdout); return 1;
-        default: ok = false; break;
+    while ((c = getopt_long(argc, argv, "m:t:qh", long_options, NULL)) != -1) {
+        if (c == 'h') {
+            print_help(stdout);
+            return 1;
         }
+        if (!set_option(c, o)) return 2;
     }
-    if (!ok || optind != argc) {
-        fprintf(stderr, "gale bench throughput: bad option or value (see --help)\n");
+    if (optind != argc) {
+        fprintf(stderr, "gale bench throughput: unexpected argument '%s' (see --help)\n", argv[optind]);
         return 2;
     }
     return 0;
@@ -175,8 +191,9 @@ static int bench_throughput(int argc, char **argv) {
     gale_engine *e = NULL;
     int rc = 0;
     if (gale_model_load(path, &lp, &model) != GALE_OK) rc = cli_fail("cannot load model");
-    else if (gale_engine_new(model, NULL, &o.engine, &e) != GALE_OK) rc = cli_fail("cannot start the engine");
-    else rc = run_throughput(&o, e, gale_model_config(model)->vocab);
+    if (rc == 0) cli_warn_context(o.engine.n_ctx, gale_model_config(model));
+    if (rc == 0 && gale_engine_new(model, NULL, &o.engine, &e) != GALE_OK) rc = cli_fail("cannot start the engine");
+    if (rc == 0) rc = run_throughput(&o, e, gale_model_config(model)->vocab);
     gale_engine_free(e);
     gale_model_free(model);
     free(fallback);

@@ -12,7 +12,7 @@
 
 typedef struct info_options {
     const char *model_path;
-    long long ctx; /* 0: the model's max_position_embeddings */
+    int ctx; /* 0: the model's max_position_embeddings */
     bool json;
     bool quiet;
 } info_options;
@@ -44,14 +44,12 @@ static int parse_info_options(int argc, char **argv, info_options *opts, bool *d
     optind = 1;
     int c;
     while ((c = getopt_long(argc, argv, "qh", long_options, NULL)) != -1) {
-        char *end;
         switch (c) {
         case 'c':
-            opts->ctx = strtoll(optarg, &end, 10);
-            if (*end || opts->ctx <= 0) {
-                fprintf(stderr, "gale info: --ctx needs a positive integer, got '%s'\n", optarg);
+            /* past INT32_MAX no session could hold it, and the KV figure would overflow */
+            if (!cli_option_int("info", "--ctx", optarg, 1, 2147483647L, "a positive integer (at most 2147483647)",
+                                &opts->ctx))
                 return 2;
-            }
             break;
         case 'j': opts->json = true; break;
         case 'q': opts->quiet = true; break;

@@ -1,5 +1,6 @@
 /* gale — command-line entry point: dispatches to one subcommand. */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +53,50 @@ bool cli_parse_int(const char *s, long min, long max, int *out) {
     return *s && !*end && !errno && v >= min && v <= max;
 }
 
+bool cli_option_int(const char *cmd, const char *flag, const char *value, long min, long max, const char *what,
+                    int *out) {
+    if (cli_parse_int(value, min, max, out)) return true;
+    fprintf(stderr, "gale %s: %s needs %s, got '%s'\n", cmd, flag, what, value);
+    return false;
+}
+
+bool cli_option_float(const char *cmd, const char *flag, const char *value, float *out) {
+    char *end;
+    float v = strtof(value, &end);
+    /* no errno test: an underflow (ERANGE) still gives the nearest float, 0 or a denormal,
+     * which is the value meant; an overflow gives infinity, refused with inf and nan */
+    if (end != value && !*end && isfinite(v)) {
+        *out = v;
+        return true;
+    }
+    fprintf(stderr, "gale %s: %s needs a number, got '%s'\n", cmd, flag, value);
+    return false;
+}
+
+char *cli_read_stdin(size_t *len) {
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    for (size_t got; buf && (got = fread(buf + n, 1, cap - n - 1, stdin)) > 0;) {
+        n += got;
+        if (n + 1 == cap) {
+            char *grown = realloc(buf, cap *= 2);
+            if (!grown) free(buf);
+            buf = grown;
+        }
+    }
+    if (buf) buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+void cli_warn_context(int n_ctx, const gale_config *config) {
+    if (config->max_position_embeddings > 0 && n_ctx > config->max_position_embeddings)
+        fprintf(stderr,
+                "gale: warning: --ctx %d is more than the %d positions the model was trained on "
+                "(max_position_embeddings); expect worse text past them\n",
+                n_ctx, config->max_position_embeddings);
+}
+
 bool cli_parse_device(const char *name, gale_device *out) {
     if (strcmp(name, "cpu") == 0) *out = GALE_DEVICE_CPU;
     else if (strcmp(name, "cuda") == 0) *out = GALE_DEVICE_CUDA;
@@ -65,7 +110,24 @@ int cli_fail(const char *what) {
     return 1;
 }
 
-int main(int argc, char **argv) {
+static int output_errno; /* why the first failed flush failed, for check_output's message */
+
+bool cli_flush(FILE *out) {
+    if (fflush(out) == 0) return true;
+    if (!output_errno) output_errno = errno;
+    return false;
+}
+
+/* Output that could not be written (a full disk, a closed descriptor) fails the command,
+ * whatever it returned: a redirected result must not be taken for a whole one. */
+static int check_output(int rc) {
+    if (cli_flush(stdout) && !ferror(stdout)) return rc;
+    fprintf(stderr, "gale: writing the output failed: %s\n",
+            output_errno ? strerror(output_errno) : "an earlier write was refused");
+    return rc ? rc : 1;
+}
+
+static int run(int argc, char **argv) {
     if (argc < 2) {
         print_usage(stderr);
         return 2;
@@ -84,3 +146,5 @@ int main(int argc, char **argv) {
     print_usage(stderr);
     return 2;
 }
+
+int main(int argc, char **argv) { return check_output(run(argc, argv)); }

@@ -84,21 +84,6 @@ static int parse_tokenize_options(int argc, char **argv, tokenize_options *o, bo
     return 0;
 }
 
-static char *read_stdin(size_t *len) {
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    for (size_t got; buf && (got = fread(buf + n, 1, cap - n, stdin)) > 0;) {
-        n += got;
-        if (n == cap) {
-            char *grown = realloc(buf, cap *= 2);
-            if (!grown) free(buf);
-            buf = grown;
-        }
-    }
-    *len = n;
-    return buf;
-}
-
 /* --chat: messages JSON → the rendered prompt (which holds its own BOS). */
 static int render_chat(const gale_tokenizer *t, const tokenize_options *o, const char *json, char **prompt) {
     cJSON *list = cJSON_Parse(json);
@@ -131,7 +116,7 @@ static int print_encoded(const gale_tokenizer *t, const tokenize_options *o) {
     char *owned = NULL, *prompt = NULL;
     const char *text = o->input;
     if (strcmp(o->input, "-") == 0) {
-        if (!(owned = read_stdin(&len))) return cli_fail("out of memory");
+        if (!(owned = cli_read_stdin(&len))) return cli_fail("out of memory");
         text = owned;
     }
     bool add_special = o->add_special;
