@@ -60,14 +60,19 @@ int scheduler_waiting(const scheduler *s) { return s->n_waiting; }
 int scheduler_running(const scheduler *s) { return s->n_running; }
 uint64_t scheduler_preemptions(const scheduler *s) { return s->preemptions; }
 
+/* Room for one more waiting sequence. */
+static gale_status waiting_room(scheduler *s) {
+    if (s->n_waiting < s->cap_waiting) return GALE_OK;
+    int cap = s->cap_waiting ? 2 * s->cap_waiting : 16;
+    sched_seq **grown = realloc(s->waiting, (size_t)cap * sizeof *grown);
+    if (!grown) return gale_error(GALE_ERR_OOM, "scheduler: out of memory for the waiting queue");
+    s->waiting = grown;
+    s->cap_waiting = cap;
+    return GALE_OK;
+}
+
 static gale_status push_waiting(scheduler *s, sched_seq *seq, bool front) {
-    if (s->n_waiting == s->cap_waiting) {
-        int cap = s->cap_waiting ? 2 * s->cap_waiting : 16;
-        sched_seq **grown = realloc(s->waiting, (size_t)cap * sizeof *grown);
-        if (!grown) return gale_error(GALE_ERR_OOM, "scheduler: out of memory for the waiting queue");
-        s->waiting = grown;
-        s->cap_waiting = cap;
-    }
+    GALE_TRY(waiting_room(s));
     if (front) {
         memmove(s->waiting + 1, s->waiting, (size_t)s->n_waiting * sizeof *s->waiting);
         s->waiting[0] = seq;
@@ -114,8 +119,10 @@ void scheduler_remove(scheduler *s, sched_seq *seq) {
     seq->running = false;
 }
 
-/* Back to the front of the queue, its cache dropped: it is recomputed later. */
+/* Back to the front of the queue, its cache dropped: it is recomputed later. The queue's
+ * room comes first: a victim out of the running list and in no queue would be lost. */
 static gale_status preempt(scheduler *s, int running_index) {
+    GALE_TRY(waiting_room(s));
     sched_seq *victim = s->running[running_index];
     remove_at(s->running, &s->n_running, running_index);
     kv_seq_release(s->cache, &victim->kv);
