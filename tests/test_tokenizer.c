@@ -79,6 +79,48 @@ static void check_ids(const tokenizer_case *c, const char *key, bool add_special
     gale_tokenizer_free(t);
 }
 
+/* hard_cases.json: strings a differential test found gale splitting differently from
+ * transformers — characters a byte-level vocabulary lacks (dropped, the neighbours merging
+ * across the gap; an error, or <|endoftext|> from the GGUF's unknown id, before) and U+180E
+ * (not white space since Unicode 6.3; PCRE2's \s took it) — for each committed
+ * tokenizer.json, and the SmolLM2 GGUF against its tokenizer.json (no digits in them). */
+static void check_hard_cases(const char *name, const char *source, const char *expected_key) {
+    gale_tokenizer *t = NULL;
+    const char *path = source[0] == '/' ? source : fixture(source);
+    cr_assert_eq(gale_tokenizer_load(path, &t), GALE_OK, "%s: %s", name, gale_last_error());
+    cJSON *root = load_json(fixture("tokenizer/hard_cases.json"));
+    const cJSON *texts = cJSON_GetObjectItemCaseSensitive(root, "strings");
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(root, expected_key);
+    cr_assert_not_null(e, "hard_cases.json has no %s", expected_key);
+    gale_tokens tokens = {0};
+    for (int special = 0; special < 2; special++) {
+        const cJSON *all = cJSON_GetObjectItemCaseSensitive(e, special ? "ids_with_special" : "ids");
+        for (int i = 0; i < cJSON_GetArraySize(texts); i++) {
+            const char *text = cJSON_GetArrayItem(texts, i)->valuestring;
+            cr_assert_eq(gale_tokenizer_encode(t, text, strlen(text), special, &tokens), GALE_OK, "%s: string %d: %s",
+                         name, i, gale_last_error());
+            const cJSON *want = cJSON_GetArrayItem(all, i);
+            cr_assert_eq((int)tokens.count, cJSON_GetArraySize(want), "%s: hard case %d (special %d): %zu ids, want %d",
+                         name, i, special, tokens.count, cJSON_GetArraySize(want));
+            for (size_t k = 0; k < tokens.count; k++)
+                cr_assert_eq(tokens.ids[k], cJSON_GetArrayItem(want, (int)k)->valueint, "%s: hard case %d id %zu", name, i,
+                             k);
+        }
+    }
+    gale_tokens_free(&tokens);
+    cJSON_Delete(root);
+    gale_tokenizer_free(t);
+}
+
+Test(tokenizer, hard_cases_match_transformers) {
+    check_hard_cases("smollm2 tokenizer.json", "tokenizer/smollm2", "smollm2");
+    check_hard_cases("smollm2 GGUF", GALE_SMOLLM2_GGUF, "smollm2");
+    check_hard_cases("llama3-style tokenizer.json", "tokenizer/llama3_style", "llama3_style");
+    check_hard_cases("llama3-style GGUF", "gguf/llama3_style_tokenizer.gguf", "llama3_style");
+    check_hard_cases("llama2-style tokenizer.json", "tokenizer/llama2_style", "llama2_style");
+    check_hard_cases("mistral Metaspace tokenizer.json", "tokenizer/mistral_metaspace", "mistral_metaspace");
+}
+
 /* Decoding the expected ids, whole and streamed id by id. */
 static void check_decode(const tokenizer_case *c, bool skip_special) {
     gale_tokenizer *t = load_case(c);

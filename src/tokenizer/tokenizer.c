@@ -82,14 +82,42 @@ static gale_status push_step(gale_tokenizer *t, pre_step step) {
     return GALE_OK;
 }
 
+/* pattern with \s and \S spelled \p{White_Space} and \P{White_Space}: PCRE2's \s under
+ * UCP also takes U+180E (Mongolian vowel separator), which Unicode stopped calling a space
+ * in 6.3 and Hugging Face's engines do not split at. Escaped backslashes are kept. NULL
+ * when out of memory; free() it. */
+static char *with_unicode_spaces(const char *pattern) {
+    size_t len = strlen(pattern), n = 0;
+    char *out = malloc(len * 8 + 1); /* "\s" (2 bytes) becomes "\p{White_Space}" (15) */
+    if (!out) return NULL;
+    for (size_t i = 0; i < len; i++) {
+        if (pattern[i] == '\\' && i + 1 < len && (pattern[i + 1] == 's' || pattern[i + 1] == 'S')) {
+            const char *spelled = pattern[i + 1] == 's' ? "\\p{White_Space}" : "\\P{White_Space}";
+            memcpy(out + n, spelled, strlen(spelled));
+            n += strlen(spelled);
+            i++;
+        } else if (pattern[i] == '\\' && i + 1 < len) { /* any other escape, \\ included, as it is */
+            out[n++] = pattern[i++];
+            out[n++] = pattern[i];
+        } else {
+            out[n++] = pattern[i];
+        }
+    }
+    out[n] = '\0';
+    return out;
+}
+
 gale_status tokenizer_add_regex_step(gale_tokenizer *t, const char *pattern, split_behavior behavior, bool invert) {
     if (invert && behavior != SPLIT_ISOLATED && behavior != SPLIT_REMOVED)
         return gale_error(GALE_ERR_UNSUPPORTED, "%s: an inverted Split must be Isolated or Removed", t->source);
     int error;
     PCRE2_SIZE error_offset;
     /* UCP: \s, \w and \d follow Unicode, as the regex engines of Hugging Face do */
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &error,
+    char *unicode_pattern = with_unicode_spaces(pattern);
+    if (!unicode_pattern) return gale_error(GALE_ERR_OOM, "%s: out of memory", t->source);
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)unicode_pattern, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &error,
                                    &error_offset, NULL);
+    free(unicode_pattern);
     if (!re) {
         PCRE2_UCHAR message[256];
         pcre2_get_error_message(error, message, sizeof message);
@@ -313,7 +341,9 @@ static gale_status reserve_buf(encoder *e, size_t n) {
 }
 
 /* Initial symbols of a word: its characters, or byte tokens / <unk> for characters the
- * vocabulary lacks. */
+ * vocabulary lacks; with neither, such a character is left out and its neighbours merge
+ * across the gap, as Hugging Face's BPE does (SmolLM2's vocabulary lacks the bytes 0x04,
+ * 0x1D, 0xF1, …). */
 static gale_status initial_symbols(encoder *e, const char *word, uint32_t word_start, uint32_t len, size_t *n) {
     const gale_tokenizer *t = e->t;
     GALE_TRY(bpe_reserve(&e->scratch, (size_t)len));
@@ -338,9 +368,6 @@ static gale_status initial_symbols(encoder *e, const char *word, uint32_t word_s
             bool fuse = t->fuse_unk && count > 0 && sym[count - 1].id == t->unk_id;
             if (fuse) sym[count - 1].len += (uint32_t)clen;
             else sym[count++] = (bpe_symbol){.id = t->unk_id, .start = word_start + i, .len = (uint32_t)clen};
-        } else {
-            return gale_error(GALE_ERR_FORMAT, "%s: character U+%04X is not in the vocabulary and there is no "
-                              "byte fallback or unknown token", t->source, cp);
         }
         i += (uint32_t)clen;
     }
@@ -430,7 +457,31 @@ static gale_status encode_segment(encoder *e, const char *text, size_t start, si
     return encode_sentencepiece(e, text + start, end - start, start == 0);
 }
 
-static bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
+/* Unicode White_Space, which Hugging Face's lstrip/rstrip strip (Rust's char::is_whitespace) */
+static bool is_white_space(uint32_t cp) {
+    return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
+           (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
+           cp == 0x3000;
+}
+
+/* Bytes of the white-space character ending at text[end) (not before floor), or 0. */
+static size_t space_before(const char *text, size_t floor, size_t end) {
+    size_t start = end;
+    while (start > floor && end - start < 4) {
+        start--;
+        if (((uint8_t)text[start] & 0xC0) != 0x80) break; /* the character's first byte */
+    }
+    uint32_t cp;
+    size_t clen = start < end ? utf8_decode((const uint8_t *)text + start, end - start, &cp) : 0;
+    return clen == end - start && is_white_space(cp) ? clen : 0;
+}
+
+/* Bytes of the white-space character starting at text[start] (before len), or 0. */
+static size_t space_at(const char *text, size_t start, size_t len) {
+    uint32_t cp;
+    size_t clen = start < len ? utf8_decode((const uint8_t *)text + start, len - start, &cp) : 0;
+    return clen && is_white_space(cp) ? clen : 0;
+}
 
 static gale_status encode_all(encoder *e, const char *text, size_t len, bool add_special) {
     const gale_tokenizer *t = e->t;
@@ -446,10 +497,8 @@ static gale_status encode_all(encoder *e, const char *text, size_t len, bool add
         }
         const added_token *a = &t->added[hit];
         size_t token_start = pos, token_end = pos + match_len;
-        if (a->lstrip)
-            while (token_start > segment && is_space(text[token_start - 1])) token_start--;
-        if (a->rstrip)
-            while (token_end < len && is_space(text[token_end])) token_end++;
+        for (size_t n; a->lstrip && (n = space_before(text, segment, token_start)) > 0;) token_start -= n;
+        for (size_t n; a->rstrip && (n = space_at(text, token_end, len)) > 0;) token_end += n;
         GALE_TRY(encode_segment(e, text, segment, token_start));
         GALE_TRY(push_id(e->out, a->id));
         pos = segment = token_end;

@@ -166,6 +166,10 @@ gale_status tokenizer_load_gguf(gale_tokenizer *t, const gguf_file *g) {
     t->eos_id = optional_id(g, "tokenizer.ggml.eos_token_id", n);
     int32_t unk = optional_id(g, "tokenizer.ggml.unknown_token_id", n);
     if (unk >= 0) t->unk_id = unk;
+    /* byte-level BPE has no unknown token, whatever the file names (SmolLM2's says 0,
+     * <|endoftext|>): transformers' reading of the GGUF drops a character its vocabulary
+     * lacks, and so does gale, rather than writing end-of-text into the prompt */
+    if (!sentencepiece) t->unk_id = -1;
     if (optional_flag(g, "tokenizer.ggml.add_bos_token", sentencepiece) && t->bos_id >= 0) t->prefix_ids[t->n_prefix++] = t->bos_id;
     if (optional_flag(g, "tokenizer.ggml.add_eos_token", false) && t->eos_id >= 0) t->suffix_ids[t->n_suffix++] = t->eos_id;
     gguf_string tmpl;

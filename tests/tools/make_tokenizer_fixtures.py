@@ -39,6 +39,11 @@ checked id for id.  Writes:
                     Llama 3 special tokens and post-processor, ignore_merges like
                     Llama 3, merges as "a b" strings.
 
+  tests/fixtures/tokenizer/hard_cases.json   {"strings": [...], <name>: {"ids",
+      "ids_with_special"}}: strings a differential test found gale splitting differently
+      (bytes SmolLM2's vocabulary lacks, U+180E), with transformers' ids for each
+      committed tokenizer.json (--hard-cases writes only this file).
+
   tests/fixtures/chat/templates.json   {name: Jinja template}
   tests/fixtures/chat/expected.json    each template rendered by transformers'
       apply_chat_template for each conversation, with and without
@@ -1151,6 +1156,28 @@ def make_speed(corpus, paths: dict, hf_toks: dict) -> dict:
 
 # ----------------------------------------------------------------------------- main
 
+# Strings a differential test (thousands of generated strings against transformers)
+# found gale splitting differently; each is kept with the ids transformers gives, for the
+# committed tokenizers whose rules they touch.
+HARD_CASES = [
+    "\x1d", "a\x1db", " \x1d|", "\x04\x06\x13\x14\x16", "word\U00040000word", "\U00040000",
+    "\u180e's", "x\u180e y", "\u3000\u200a\r\n\u180e", "\u180e\u180e  a",
+]
+HARD_CASE_TOKENIZERS = ["smollm2", "llama3_style", "llama2_style", "mistral_metaspace"]
+
+
+def make_hard_cases() -> None:
+    """tests/fixtures/tokenizer/hard_cases.json: HARD_CASES with transformers' ids for each
+    committed tokenizer.json (AutoTokenizer of the fixture folder)."""
+    from transformers import AutoTokenizer
+    out = {"strings": HARD_CASES}
+    for name in HARD_CASE_TOKENIZERS:
+        tok = AutoTokenizer.from_pretrained(str(FIX_TOK / name))
+        out[name] = {"ids": [hf_ids(tok, s, False) for s in HARD_CASES],
+                     "ids_with_special": [hf_ids(tok, s, True) for s in HARD_CASES]}
+    dump_json(FIX_TOK / "hard_cases.json", out)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--smollm2", help="SmolLM2-135M-Instruct.Q4_1.gguf (default: scripts/fetch_model)")
@@ -1158,7 +1185,11 @@ def main() -> int:
     ap.add_argument("--work", default=str(CACHE / "tokenizer-fixtures"),
                     help="folder for uncommitted intermediates (gemma3 tokenizer.json)")
     ap.add_argument("--speed", action="store_true", help="re-time even if speed.json exists")
+    ap.add_argument("--hard-cases", action="store_true", help="only (re)write hard_cases.json")
     args = ap.parse_args()
+    if args.hard_cases:
+        make_hard_cases()
+        return 0
     smol_path = Path(args.smollm2) if args.smollm2 else fetch("smollm2")
     gemma_path = Path(args.gemma3) if args.gemma3 else fetch("gemma3")
     work = Path(args.work)
@@ -1187,6 +1218,8 @@ def main() -> int:
     }
     make_chat(by_template, smol_tok.chat_template)
     print("chat done")
+    make_hard_cases()
+    print("hard cases done")
 
     if args.speed or not (FIX_TOK / "speed.json").exists():
         make_speed(corpus, {"smollm2": FIX_TOK / "smollm2" / "tokenizer.json",
