@@ -81,8 +81,9 @@ static void check_ids(const tokenizer_case *c, const char *key, bool add_special
 
 /* hard_cases.json: strings a differential test found gale splitting differently from
  * transformers — characters a byte-level vocabulary lacks (dropped, the neighbours merging
- * across the gap; an error, or <|endoftext|> from the GGUF's unknown id, before) and U+180E
- * (not white space since Unicode 6.3; PCRE2's \s took it) — for each committed
+ * across the gap; an error, or <|endoftext|> from the GGUF's unknown id, before), U+180E
+ * (not white space since Unicode 6.3; PCRE2's \s took it) and Unicode white space around
+ * an added token with lstrip/rstrip (only ASCII was stripped) — for each committed
  * tokenizer.json, and the SmolLM2 GGUF against its tokenizer.json (no digits in them). */
 static void check_hard_cases(const char *name, const char *source, const char *expected_key) {
     gale_tokenizer *t = NULL;
@@ -117,6 +118,7 @@ Test(tokenizer, hard_cases_match_transformers) {
     check_hard_cases("smollm2 GGUF", GALE_SMOLLM2_GGUF, "smollm2");
     check_hard_cases("llama3-style tokenizer.json", "tokenizer/llama3_style", "llama3_style");
     check_hard_cases("llama3-style GGUF", "gguf/llama3_style_tokenizer.gguf", "llama3_style");
+    check_hard_cases("llama3-style, <|eot_id|> with lstrip and rstrip", "tokenizer/llama3_strip", "llama3_strip");
     check_hard_cases("llama2-style tokenizer.json", "tokenizer/llama2_style", "llama2_style");
     check_hard_cases("mistral Metaspace tokenizer.json", "tokenizer/mistral_metaspace", "mistral_metaspace");
 }

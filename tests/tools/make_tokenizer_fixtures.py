@@ -41,8 +41,10 @@ checked id for id.  Writes:
 
   tests/fixtures/tokenizer/hard_cases.json   {"strings": [...], <name>: {"ids",
       "ids_with_special"}}: strings a differential test found gale splitting differently
-      (bytes SmolLM2's vocabulary lacks, U+180E), with transformers' ids for each
-      committed tokenizer.json (--hard-cases writes only this file).
+      (bytes SmolLM2's vocabulary lacks, U+180E, Unicode white space an added token's
+      lstrip/rstrip strip), with transformers' ids for each committed tokenizer.json;
+      llama3_strip/ is llama3_style with lstrip/rstrip on <|eot_id|> (--hard-cases
+      writes only these).
 
   tests/fixtures/chat/templates.json   {name: Jinja template}
   tests/fixtures/chat/expected.json    each template rendered by transformers'
@@ -1162,14 +1164,29 @@ def make_speed(corpus, paths: dict, hf_toks: dict) -> dict:
 HARD_CASES = [
     "\x1d", "a\x1db", " \x1d|", "\x04\x06\x13\x14\x16", "word\U00040000word", "\U00040000",
     "\u180e's", "x\u180e y", "\u3000\u200a\r\n\u180e", "\u180e\u180e  a",
+    "a\u00a0<|eot_id|>\u3000b", "a \t<|eot_id|>\n b", "x\u2003\u2003<|eot_id|>", "<|eot_id|>\u00a0\u00a0y",
 ]
-HARD_CASE_TOKENIZERS = ["smollm2", "llama3_style", "llama2_style", "mistral_metaspace"]
+HARD_CASE_TOKENIZERS = ["smollm2", "llama3_style", "llama3_strip", "llama2_style", "mistral_metaspace"]
+
+
+def make_llama3_strip() -> None:
+    """tokenizer/llama3_strip: llama3_style with lstrip and rstrip on <|eot_id|>, which
+    strip Unicode white space around it (no committed tokenizer has those flags)."""
+    src = json.loads((FIX_TOK / "llama3_style" / "tokenizer.json").read_text(encoding="utf-8"))
+    for added in src["added_tokens"]:
+        if added["content"] == "<|eot_id|>":
+            added["lstrip"] = added["rstrip"] = True
+    dst = FIX_TOK / "llama3_strip"
+    dst.mkdir(exist_ok=True)
+    (dst / "tokenizer.json").write_text(json.dumps(src, ensure_ascii=False), encoding="utf-8")
+    shutil.copy(FIX_TOK / "llama3_style" / "tokenizer_config.json", dst / "tokenizer_config.json")
 
 
 def make_hard_cases() -> None:
     """tests/fixtures/tokenizer/hard_cases.json: HARD_CASES with transformers' ids for each
     committed tokenizer.json (AutoTokenizer of the fixture folder)."""
     from transformers import AutoTokenizer
+    make_llama3_strip()
     out = {"strings": HARD_CASES}
     for name in HARD_CASE_TOKENIZERS:
         tok = AutoTokenizer.from_pretrained(str(FIX_TOK / name))
