@@ -12,7 +12,6 @@
 
 #include "backend/backend.h"
 #include "core/npy.h"
-#include "core/status.h"
 #include "engine/runner.h"
 #include "test_support.h"
 
@@ -148,18 +147,8 @@ Test(engine, prepared_weights_change_nothing) {
     }
 }
 
-/* The CPU backend whose allocations fail from the armed one on (fail_from: how many more
- * succeed first; < 0: none fails). */
+/* The CPU backend whose allocations fail when test_alloc_fails_after says. */
 static backend_ops failing_ops;
-static int fail_from = -1;
-static gale_status failing_alloc(backend *b, size_t bytes, void **out) {
-    if (fail_from == 0) {
-        *out = NULL;
-        return gale_error(GALE_ERR_OOM, "test: allocation of %zu bytes refused", bytes);
-    }
-    if (fail_from > 0) fail_from--;
-    return cpu_backend_ops.alloc(b, bytes, out);
-}
 
 /* A forward whose buffers could not all grow (out of device memory partway) fails; the
  * session then runs shorter steps on buffers it regrows, not on the NULL one the failure
@@ -169,7 +158,7 @@ Test(engine, a_failed_buffer_growth_leaves_the_session_usable) {
     const int vocab = gale_model_config(m)->vocab;
     failing_ops = cpu_backend_ops;
     failing_ops.name = "cpu (failing allocations)";
-    failing_ops.alloc = failing_alloc;
+    failing_ops.alloc = test_failing_alloc;
     runner_use_test_backend(&failing_ops);
     gale_session *failing = new_session(m, 1);
     runner_use_test_backend(NULL);
@@ -178,9 +167,9 @@ Test(engine, a_failed_buffer_growth_leaves_the_session_usable) {
     for (int i = 0; i < 40; i++) longer[i] = 2 + i;
     float *want = malloc((size_t)vocab * sizeof *want), *got = malloc((size_t)vocab * sizeof *got);
     cr_assert_eq(gale_session_forward(failing, prompt, 4, false, NULL), GALE_OK, "%s", gale_last_error());
-    fail_from = 3; /* the 4th buffer of the longer step's regrowth is refused */
+    test_alloc_fails_after = 3; /* the 4th buffer of the longer step's regrowth is refused */
     assert_error(gale_session_forward(failing, longer, 40, false, got), GALE_ERR_OOM, "refused");
-    fail_from = -1;
+    test_alloc_fails_after = -1;
     cr_assert_eq(gale_session_position(failing), 4, "the failed step took no position");
     cr_assert_eq(gale_session_forward(failing, &next, 1, false, got), GALE_OK, "%s", gale_last_error());
     cr_assert_eq(gale_session_forward(plain, prompt, 4, false, NULL), GALE_OK, "%s", gale_last_error());
@@ -199,7 +188,7 @@ Test(engine, a_cancel_survives_a_failed_step) {
     gale_model *m = load_model_quiet(fixture("tiny/llama"));
     failing_ops = cpu_backend_ops;
     failing_ops.name = "cpu (failing allocations)";
-    failing_ops.alloc = failing_alloc;
+    failing_ops.alloc = test_failing_alloc;
     runner_use_test_backend(&failing_ops);
     gale_engine_params p = gale_engine_params_default();
     p.n_threads = 1;
@@ -218,9 +207,9 @@ Test(engine, a_cancel_survives_a_failed_step) {
     cr_assert_eq(gale_engine_step(e, &out, &n), GALE_OK, "%s", gale_last_error());
     cr_assert_eq(gale_engine_cancel(e, id_a), GALE_OK, "%s", gale_last_error());
     cr_assert_eq(gale_engine_submit(e, &b, &id_b), GALE_OK, "%s", gale_last_error());
-    fail_from = 0; /* the longer prefill's buffers cannot grow */
+    test_alloc_fails_after = 0; /* the longer prefill's buffers cannot grow */
     assert_error(gale_engine_step(e, &out, &n), GALE_ERR_OOM, "refused");
-    fail_from = -1;
+    test_alloc_fails_after = -1;
     int cancels = 0;
     for (int step = 0; step < 10 && gale_engine_busy(e); step++) {
         cr_assert_eq(gale_engine_step(e, &out, &n), GALE_OK, "%s", gale_last_error());

@@ -439,17 +439,6 @@ Test(graphs, an_engine_whose_largest_step_cannot_run_is_refused) {
     gale_model_free(m);
 }
 
-/* Allocations of the recording backend fail from the armed one on (< 0: none fails). */
-static int fail_from = -1;
-static gale_status failing_alloc(backend *b, size_t bytes, void **out) {
-    if (fail_from == 0) {
-        *out = NULL;
-        return gale_error(GALE_ERR_OOM, "test: allocation of %zu bytes refused", bytes);
-    }
-    if (fail_from > 0) fail_from--;
-    return cpu_backend_ops.alloc(b, bytes, out);
-}
-
 /* A longer step whose buffers could not all grow (out of device memory partway) leaves
  * some NULL; the next decode step, which a recorded graph would run without regrowing
  * anything, prepares its recording again instead of running on them: the same logits as
@@ -459,7 +448,7 @@ Test(graphs, a_failed_regrowth_prepares_the_recording_again) {
     const int vocab = gale_model_config(m)->vocab;
     runner_use_test_backend(NULL);
     use_recording_backend();
-    recording_ops.alloc = failing_alloc;
+    recording_ops.alloc = test_failing_alloc; /* when test_alloc_fails_after says */
     gale_engine_params ep = gale_engine_params_default();
     ep.n_threads = 1;
     gale_session *replayed = NULL;
@@ -476,9 +465,9 @@ Test(graphs, a_failed_regrowth_prepares_the_recording_again) {
         cr_assert_eq(gale_session_forward(both[k], &first, 1, false, k ? b : a), GALE_OK, "%s", gale_last_error());
     }
     cr_assert_eq(rec.recordings, 1, "the decode step was recorded");
-    fail_from = 3; /* the longer step's 4th buffer is refused */
+    test_alloc_fails_after = 3; /* the longer step's 4th buffer is refused */
     assert_error(gale_session_forward(replayed, longer, 40, false, a), GALE_ERR_OOM, "refused");
-    fail_from = -1;
+    test_alloc_fails_after = -1;
     cr_assert_eq(gale_session_forward(replayed, &second, 1, false, a), GALE_OK, "%s", gale_last_error());
     cr_assert_eq(gale_session_forward(plain, &second, 1, false, b), GALE_OK, "%s", gale_last_error());
     cr_assert_eq(memcmp(a, b, (size_t)vocab * sizeof *a), 0, "the decode step after the failure differs");

@@ -85,6 +85,9 @@ static bool is_explicit_null(const json_scope *s, const char *key) {
     return cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(s->obj, key));
 }
 
+/* Neither a value nor null: the config class's default applies. */
+static bool is_absent(const json_scope *s, const char *key) { return !cJSON_GetObjectItemCaseSensitive(s->obj, key); }
+
 static gale_status get_int_null_off(const json_scope *s, const char *key, int fallback, int *out) {
     if (is_explicit_null(s, key)) {
         *out = 0;
@@ -334,9 +337,9 @@ static gale_status parse_text_config(const json_scope *s, const family_defaults 
     GALE_TRY(get_int(s, "bos_token_id", false, -1, &c->bos_id));
     if (nested && c->bos_id < 0) GALE_TRY(get_int(top, "bos_token_id", false, -1, &c->bos_id));
     /* an absent id is the config class's default; an explicit null is none */
-    if (c->bos_id < 0 && !scope_get(s, "bos_token_id") && !is_explicit_null(s, "bos_token_id")) c->bos_id = fam->bos_id;
+    if (c->bos_id < 0 && is_absent(s, "bos_token_id")) c->bos_id = fam->bos_id;
     GALE_TRY(read_eos(s, "eos_token_id", c));
-    if (!scope_get(s, "eos_token_id") && !is_explicit_null(s, "eos_token_id")) config_add_eos(c, fam->eos_id);
+    if (is_absent(s, "eos_token_id")) config_add_eos(c, fam->eos_id);
     if (nested) GALE_TRY(read_eos(top, "eos_token_id", c));
     GALE_TRY(config_alloc_layers(c, s->source));
     rope_settings rope;

@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "core/status.h"
 #include "tokenizer/tokenizer_impl.h"
+#include "tokenizer/utf8.h"
 
 typedef enum chat_kind {
     CHAT_CHATML = 0,
@@ -64,19 +65,12 @@ static void puts_all(text_buf *b, int count, ...) {
     va_end(args);
 }
 
-/* Python's str.strip() / Jinja's trim: ASCII whitespace and the Unicode spaces a chat
- * message might carry (NBSP, ideographic space, …) are all whitespace to Python. */
+/* Python's str.strip() / Jinja's trim: Unicode White_Space (NBSP, ideographic space, …)
+ * and U+001C..U+001F are all whitespace to Python. Bytes of the one at s[0..n), or 0. */
 static size_t unicode_space_len(const char *s, size_t n) {
-    static const char *const spaces[] = {"\xC2\x85", "\xC2\xA0", "\xE1\x9A\x80", "\xE2\x80\x80", "\xE2\x80\x81",
-                                         "\xE2\x80\x82", "\xE2\x80\x83", "\xE2\x80\x84", "\xE2\x80\x85", "\xE2\x80\x86",
-                                         "\xE2\x80\x87", "\xE2\x80\x88", "\xE2\x80\x89", "\xE2\x80\x8A", "\xE2\x80\xA8",
-                                         "\xE2\x80\xA9", "\xE2\x80\xAF", "\xE2\x81\x9F", "\xE3\x80\x80"};
-    if (n && (s[0] == ' ' || (s[0] >= '\t' && s[0] <= '\r') || (s[0] >= 0x1C && s[0] <= 0x1F))) return 1;
-    for (size_t i = 0; i < sizeof spaces / sizeof spaces[0]; i++) {
-        size_t len = strlen(spaces[i]);
-        if (n >= len && memcmp(s, spaces[i], len) == 0) return len;
-    }
-    return 0;
+    uint32_t cp;
+    const size_t len = utf8_decode((const uint8_t *)s, n, &cp);
+    return len && (utf8_is_white_space(cp) || (cp >= 0x1C && cp <= 0x1F)) ? len : 0;
 }
 
 static void put_stripped(text_buf *b, const char *s) {

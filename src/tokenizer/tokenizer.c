@@ -457,13 +457,6 @@ static gale_status encode_segment(encoder *e, const char *text, size_t start, si
     return encode_sentencepiece(e, text + start, end - start, start == 0);
 }
 
-/* Unicode White_Space, which Hugging Face's lstrip/rstrip strip (Rust's char::is_whitespace) */
-static bool is_white_space(uint32_t cp) {
-    return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
-           (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
-           cp == 0x3000;
-}
-
 /* Bytes of the white-space character ending at text[end) (not before floor), or 0. */
 static size_t space_before(const char *text, size_t floor, size_t end) {
     size_t start = end;
@@ -473,14 +466,14 @@ static size_t space_before(const char *text, size_t floor, size_t end) {
     }
     uint32_t cp;
     size_t clen = start < end ? utf8_decode((const uint8_t *)text + start, end - start, &cp) : 0;
-    return clen == end - start && is_white_space(cp) ? clen : 0;
+    return clen == end - start && utf8_is_white_space(cp) ? clen : 0;
 }
 
 /* Bytes of the white-space character starting at text[start] (before len), or 0. */
 static size_t space_at(const char *text, size_t start, size_t len) {
     uint32_t cp;
     size_t clen = start < len ? utf8_decode((const uint8_t *)text + start, len - start, &cp) : 0;
-    return clen && is_white_space(cp) ? clen : 0;
+    return clen && utf8_is_white_space(cp) ? clen : 0;
 }
 
 static gale_status encode_all(encoder *e, const char *text, size_t len, bool add_special) {

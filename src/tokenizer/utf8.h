@@ -16,6 +16,9 @@ size_t utf8_decode(const uint8_t *s, size_t n, uint32_t *cp);
 /* Writes cp (must be valid) into out; returns 1-4. */
 size_t utf8_encode(uint32_t cp, char out[4]);
 bool utf8_is_valid(const uint8_t *s, size_t n);
+/* Unicode's White_Space property: Rust's char::is_whitespace (Hugging Face's lstrip and
+ * rstrip), and Python's str.isspace but for U+001C..U+001F. */
+bool utf8_is_white_space(uint32_t cp);
 /* A copy of s with every invalid sequence replaced by U+FFFD (one per maximal invalid
  * subpart, as Python's and Rust's lossy decoders do). NUL-terminated; NULL on OOM. */
 char *utf8_repair(const uint8_t *s, size_t n, size_t *out_len);

@@ -9,7 +9,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "backend/backend.h"
 #include "core/mapped_file.h"
+#include "core/status.h"
 
 const char *const tiny_checkpoints[N_TINY_CHECKPOINTS] = {
     "tiny/llama", "tiny/mistral", "tiny/mixtral", "tiny/gemma", "tiny/gemma2", "tiny/gemma3_text", "tiny/llama_sharded",
@@ -134,4 +136,15 @@ double max_relative_error(const float *a, const float *ref, size_t n) {
         if (fabs(ref[i]) > scale) scale = fabs(ref[i]);
     }
     return diff / scale;
+}
+
+int test_alloc_fails_after = -1;
+
+gale_status test_failing_alloc(struct backend *b, size_t bytes, void **out) {
+    if (test_alloc_fails_after == 0) {
+        *out = NULL;
+        return gale_error(GALE_ERR_OOM, "test: allocation of %zu bytes refused", bytes);
+    }
+    if (test_alloc_fails_after > 0) test_alloc_fails_after--;
+    return cpu_backend_ops.alloc(b, bytes, out);
 }

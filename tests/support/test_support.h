@@ -27,6 +27,13 @@ cJSON *load_json(const char *path);
 /* A JSON array of integers as int32 (free()), its length in *n. */
 int32_t *json_int_array(const cJSON *list, size_t *n);
 
+/* The CPU backend's alloc, refusing on purpose (an op table's alloc for tests of running
+ * out of memory): with test_alloc_fails_after = k, k more allocations succeed, then every
+ * one fails with GALE_ERR_OOM ("refused"); < 0, the start, none fails. */
+struct backend;
+extern int test_alloc_fails_after;
+gale_status test_failing_alloc(struct backend *b, size_t bytes, void **out);
+
 /* Loads a model without a progress bar, or fails the test. */
 gale_model *load_model_quiet(const char *path);
 /* The tiny random checkpoint of a family: fixtures tiny/<family>. */
